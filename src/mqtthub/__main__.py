@@ -1,0 +1,5 @@
+"""Run mqtthub as ``python -m mqtthub``."""
+
+from mqtthub.cli import main
+
+main()

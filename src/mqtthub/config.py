@@ -1,0 +1,297 @@
+"""Settings for every mqtthub command: environment, ``.env`` file and CLI flags (flags win).
+
+Nothing here connects to anything; :func:`load_settings` only reads variables and checks
+that the files they name exist, so a bad configuration fails before any connection is tried.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mqtthub.errors import ConfigError
+
+TLS_PORTS = frozenset({8883, 18883})
+DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_DATABASE_URL = "sqlite:///data/mqtthub.db"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class EmbeddedBroker(StrEnum):
+    """When ``serve`` starts its own broker."""
+
+    AUTO = "auto"  # only when nothing listens at a local, plain broker address
+    NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEndpoint:
+    """Where and how to reach the MQTT broker, resolved from all settings."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: SecretStr | None
+
+    @property
+    def is_local(self) -> bool:
+        """True when the broker address is this machine's loopback."""
+        return self.host in LOCAL_HOSTS
+
+    def display(self) -> str:
+        """The endpoint as a URL with the password masked, safe to log."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = ""
+        if self.username:
+            user = f"{self.username}:***@" if self.password else f"{self.username}@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Validated settings; each field reads ``MQTTHUB_<NAME>`` unless an alias is listed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MQTTHUB_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    broker_url: str = DEFAULT_BROKER_URL
+    mqtt_broker_host: str | None = Field(default=None, validation_alias="MQTT_BROKER_HOST")
+    mqtt_broker_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias="MQTT_BROKER_PORT"
+    )
+    username: str | None = Field(
+        default=None, validation_alias=AliasChoices("MQTTHUB_USERNAME", "MQTT_USERNAME", "username")
+    )
+    password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MQTTHUB_PASSWORD", "MQTT_PASSWORD", "password")
+    )
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    tls_insecure: bool = False
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    keepalive: int = Field(default=60, ge=5, le=65535)
+    topic_prefix: str = "devices"
+    embedded_broker: EmbeddedBroker = EmbeddedBroker.AUTO
+
+    database_url: str = DEFAULT_DATABASE_URL
+    auto_register: bool = True
+    max_payload: int = Field(default=65536, ge=64, le=268435455)
+    batch_size: int = Field(default=1000, ge=1, le=100000)
+    batch_linger_ms: int = Field(default=50, ge=0, le=10000)
+    queue_size: int = Field(default=10000, ge=10, le=10_000_000)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        _parse_broker_url(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        normalize_database_url(value)
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must be a topic level like 'devices', without leading/trailing '/'")
+        if any(ch in value for ch in "+#\0"):
+            raise ValueError("must not contain the wildcards '+' or '#'")
+        return value
+
+    @field_validator("ca_file", "client_cert", "client_key")
+    @classmethod
+    def _check_readable(cls, value: Path | None) -> Path | None:
+        if value is None or str(value) == "":
+            return None
+        if not value.exists():
+            raise ValueError(f"{value} does not exist")
+        if not value.is_file() or not os.access(value, os.R_OK):
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @field_validator("api_token", "password")
+    @classmethod
+    def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value and value.get_secret_value() else None
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @property
+    def broker(self) -> BrokerEndpoint:
+        """The broker endpoint: ``MQTTHUB_BROKER_URL``, else the ``MQTT_BROKER_*`` variables."""
+        url = _parse_broker_url(self.broker_url)
+        if "broker_url" not in self.model_fields_set and self.mqtt_broker_host:
+            port = self.mqtt_broker_port or 1883
+            url = _ParsedUrl(self.mqtt_broker_host, port, port in TLS_PORTS, None, None)
+        elif "broker_url" not in self.model_fields_set and self.mqtt_broker_port:
+            port = self.mqtt_broker_port
+            url = _ParsedUrl(url.host, port, port in TLS_PORTS, None, None)
+        tls = url.tls or self.client_cert is not None
+        username = url.username or self.username
+        password = SecretStr(url.password) if url.password else self.password
+        return BrokerEndpoint(url.host, url.port, tls, username, password)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver SQLAlchemy should use."""
+        return normalize_database_url(self.database_url)
+
+    def effective_client_id(self) -> str:
+        """The configured client id, or a fresh unique ``mqtthub-<host>-<random>``."""
+        if self.client_id:
+            return self.client_id
+        host = socket.gethostname().split(".")[0][:24] or "host"
+        return f"mqtthub-{host}-{os.urandom(4).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class _ParsedUrl:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def _parse_broker_url(value: str) -> _ParsedUrl:
+    parts = urlsplit(value)
+    if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
+        raise ValueError(f"{_mask_url(value)!r} must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"{_mask_url(value)!r} has no host (expected mqtt://host:port)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{_mask_url(value)!r} has a port outside 1-65535") from None
+    tls_scheme = parts.scheme in {"mqtts", "ssl"}
+    port = port or (8883 if tls_scheme else 1883)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{_mask_url(value)!r} has a port outside 1-65535")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return _ParsedUrl(parts.hostname, port, tls_scheme or port in TLS_PORTS, username, password)
+
+
+def _mask_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.password:
+        return value.replace(f":{parts.password}@", ":***@", 1)
+    return value
+
+
+def normalize_database_url(value: str) -> str:
+    """Map ``postgresql://`` and ``postgres://`` to the psycopg 3 driver; check the scheme.
+
+    Raises:
+        ValueError: the URL is neither SQLite nor PostgreSQL.
+    """
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        raise ValueError(f"{_mask_url(value)!r} is not a URL like sqlite:///data/mqtthub.db")
+    if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
+        return f"postgresql+psycopg://{rest}"
+    if scheme in {"sqlite", "sqlite+pysqlite"}:
+        if not rest.startswith("/"):
+            raise ValueError(f"{value!r} must look like sqlite:///relative/path.db")
+        return f"sqlite:///{rest[1:]}"
+    raise ValueError(f"{_mask_url(value)!r}: only sqlite:/// and postgresql:// are supported")
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``, for messages."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return " / ".join(str(choice) for choice in alias.choices if str(choice).isupper())
+    return f"MQTTHUB_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, ``.env`` and ``overrides`` (CLI flags win).
+
+    Raises:
+        ConfigError: a value is invalid; the message names the variable.
+    """
+    flags = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        settings = Settings(**flags)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    if settings.client_key and not settings.client_cert:
+        raise ConfigError("MQTTHUB_CLIENT_KEY is set but MQTTHUB_CLIENT_CERT is not")
+    if settings.broker.tls:
+        build_ssl_context(settings)
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{env_name(field)}: {message}")
+    return "\n".join(lines)
+
+
+def build_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context for the broker connection.
+
+    The chain is always verified (against ``MQTTHUB_CA_FILE`` or the system store);
+    ``MQTTHUB_TLS_INSECURE`` skips only the hostname check, for brokers reached by IP.
+
+    Raises:
+        ConfigError: a CA, certificate or key file cannot be loaded.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if settings.ca_file:
+        try:
+            context.load_verify_locations(cafile=str(settings.ca_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"MQTTHUB_CA_FILE: {settings.ca_file} is not a PEM CA: {exc}"
+            ) from None
+    if settings.client_cert:
+        try:
+            context.load_cert_chain(
+                str(settings.client_cert), str(settings.client_key) if settings.client_key else None
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"MQTTHUB_CLIENT_CERT/MQTTHUB_CLIENT_KEY: cannot load {settings.client_cert}: {exc}"
+            ) from None
+    if settings.tls_insecure:
+        context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context

@@ -1,0 +1,44 @@
+"""Exceptions raised by mqtthub.
+
+Every error mqtthub raises derives from one root, so callers can catch them all::
+
+    MqttHubError
+    ├── ConfigError          bad settings; the message names the variable (exit status 2)
+    ├── BrokerError          the MQTT broker could not be reached or refused us
+    │   └── ConnectRefusedError   CONNACK with a failure reason code
+    └── StoreError           the database could not be opened, migrated or written
+"""
+
+from __future__ import annotations
+
+
+class MqttHubError(Exception):
+    """Root of every exception mqtthub raises on purpose."""
+
+
+class ConfigError(MqttHubError):
+    """Configuration is invalid; ``str(error)`` names the variable and the fix."""
+
+
+class BrokerError(MqttHubError):
+    """The MQTT broker could not be reached, or the connection failed."""
+
+
+class ConnectRefusedError(BrokerError):
+    """The broker answered CONNECT with a failure reason code.
+
+    Attributes:
+        code: the CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5).
+        reason: a stable snake_case name for the code, e.g. ``not_authorized``.
+        permanent: True when retrying quickly cannot help (bad credentials, banned, ...).
+    """
+
+    def __init__(self, *, code: int, reason: str, permanent: bool) -> None:
+        super().__init__(f"broker refused the connection: {reason} (code {code})")
+        self.code = code
+        self.reason = reason
+        self.permanent = permanent
+
+
+class StoreError(MqttHubError):
+    """The database could not be opened, migrated or written."""

@@ -1,0 +1,325 @@
+"""Pure parsing and validation of device topics and payloads (no I/O).
+
+Topics are ``{prefix}/{device_id}/{kind}`` with kind ``status``, ``sensor`` or
+``heartbeat``. :func:`parse` turns one MQTT message into an :class:`Accepted` message or a
+:class:`Rejected` one whose :class:`Reason` is stable and machine-readable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+METRIC_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+RESERVED_KEYS = frozenset({"device_id", "ts", "status"})
+# Epoch values at or above this are milliseconds (1e11 s is the year 5138).
+MILLISECONDS_THRESHOLD = 1e11
+# Earliest plausible device timestamp: 2001-09-09 (1e9 s). Smaller values are usually
+# seconds since boot from a device without a real-time clock.
+EARLIEST_TS = 1e9
+MAX_CLOCK_AHEAD_S = 24 * 3600
+
+
+class Kind(StrEnum):
+    """What a device message carries, from the last topic level."""
+
+    STATUS = "status"
+    SENSOR = "sensor"
+    HEARTBEAT = "heartbeat"
+
+
+class Reason(StrEnum):
+    """Why a message went to dead letters (stable codes for APIs and metrics)."""
+
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NON_FINITE_NUMBER = "non_finite_number"
+    INVALID_TYPE = "invalid_type"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    INVALID_METRIC_NAME = "invalid_metric_name"
+    NO_READINGS = "no_readings"
+    INVALID_STATUS = "invalid_status"
+    BAD_TOPIC = "bad_topic"
+    BAD_DEVICE_ID = "bad_device_id"
+    DEVICE_ID_MISMATCH = "device_id_mismatch"
+    UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
+    UNKNOWN_DEVICE = "unknown_device"
+    STORE_REJECTED = "store_rejected"
+
+
+class Status(StrEnum):
+    """A device's reported connection status."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One numeric value of one metric at one time (epoch seconds, UTC)."""
+
+    metric: str
+    value: float
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A valid device message.
+
+    Attributes:
+        device_id: from the topic.
+        kind: status, sensor or heartbeat.
+        ts: when the device says it happened, else when the server received it.
+        readings: numeric values (sensor messages, and numbers in heartbeats).
+        status: the reported status, for status messages.
+    """
+
+    device_id: str
+    kind: Kind
+    ts: float
+    readings: tuple[Reading, ...] = ()
+    status: Status | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that cannot be accepted, with a reason code and a human detail."""
+
+    reason: Reason
+    detail: str
+    device_id: str | None = None
+    kind: Kind | None = None
+
+
+class _InvalidPayloadError(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def subscriptions(prefix: str) -> tuple[str, ...]:
+    """The topic filters ``serve`` subscribes to for a topic prefix.
+
+    One filter, ``{prefix}/+/+``, covers status, sensor and heartbeat and also brings in
+    messages of unknown types so they land in dead letters instead of vanishing. (Three
+    overlapping filters would make MQTT 5 brokers deliver some messages twice.)
+    """
+    return (f"{prefix}/+/+",)
+
+
+def parse(
+    topic: str, payload: bytes, *, received_at: float, prefix: str, max_payload: int
+) -> Accepted | Rejected:
+    """Validate one MQTT message from a device.
+
+    Args:
+        topic: the MQTT topic, e.g. ``devices/esp8266/sensor``.
+        payload: the raw payload bytes.
+        received_at: server receive time in epoch seconds, used when the payload has no ts.
+        prefix: the configured topic prefix (``devices``).
+        max_payload: the largest accepted payload in bytes.
+    """
+    levels = topic.split("/")
+    prefix_levels = prefix.count("/") + 1
+    if len(levels) != prefix_levels + 2 or "/".join(levels[:prefix_levels]) != prefix:
+        return Rejected(Reason.BAD_TOPIC, f"topic {topic!r} is not {prefix}/<device_id>/<type>")
+    device_id, kind_name = levels[prefix_levels], levels[prefix_levels + 1]
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        return Rejected(
+            Reason.BAD_DEVICE_ID, f"device id {device_id!r} must match [A-Za-z0-9_.:-]{{1,64}}"
+        )
+    try:
+        kind = Kind(kind_name)
+    except ValueError:
+        return Rejected(
+            Reason.UNKNOWN_MESSAGE_TYPE,
+            f"message type {kind_name!r} is not one of status, sensor, heartbeat",
+            device_id,
+        )
+    if len(payload) > max_payload:
+        return Rejected(
+            Reason.PAYLOAD_TOO_LARGE,
+            f"payload is {len(payload)} bytes, limit is {max_payload} (MQTTHUB_MAX_PAYLOAD)",
+            device_id,
+            kind,
+        )
+    try:
+        if kind is Kind.SENSOR:
+            return _parse_sensor(device_id, payload, received_at)
+        if kind is Kind.STATUS:
+            return _parse_status(device_id, payload, received_at)
+        return _parse_heartbeat(device_id, payload, received_at)
+    except _InvalidPayloadError as invalid:
+        return Rejected(invalid.reason, invalid.detail, device_id, kind)
+
+
+def _parse_sensor(device_id: str, payload: bytes, received_at: float) -> Accepted:
+    document = _load_json(payload)
+    items = document if isinstance(document, list) else [document]
+    if not items:
+        raise _InvalidPayloadError(Reason.NO_READINGS, "empty array")
+    readings: list[Reading] = []
+    latest = None
+    for item in items:
+        if not isinstance(item, dict):
+            raise _InvalidPayloadError(
+                Reason.INVALID_TYPE,
+                f"sensor payload must be an object or an array of objects, got {_kind(item)}",
+            )
+        _check_device_id(device_id, item)
+        ts = _timestamp(item, received_at)
+        latest = ts if latest is None else max(latest, ts)
+        readings.extend(_readings(item, ts))
+    if not readings:
+        raise _InvalidPayloadError(
+            Reason.NO_READINGS, "no numeric or boolean values in the payload"
+        )
+    assert latest is not None
+    return Accepted(device_id, Kind.SENSOR, latest, tuple(readings))
+
+
+def _parse_status(device_id: str, payload: bytes, received_at: float) -> Accepted:
+    text = _decode(payload).strip()
+    value: Any = text
+    ts = received_at
+    if text.startswith(("{", '"')):
+        document = _load_json(payload)
+        if isinstance(document, dict):
+            _check_device_id(device_id, document)
+            ts = _timestamp(document, received_at)
+            value = document.get("status")
+        else:
+            value = document
+    if not isinstance(value, str) or value.strip().lower() not in Status.__members__.values():
+        raise _InvalidPayloadError(
+            Reason.INVALID_STATUS, f"status must be 'online' or 'offline', got {value!r:.80}"
+        )
+    return Accepted(device_id, Kind.STATUS, ts, status=Status(value.strip().lower()))
+
+
+def _parse_heartbeat(device_id: str, payload: bytes, received_at: float) -> Accepted:
+    """Any payload is a heartbeat; a JSON object also contributes its numbers as readings."""
+    if not payload.lstrip().startswith(b"{"):
+        return Accepted(device_id, Kind.HEARTBEAT, received_at)
+    document = _load_json(payload)
+    if not isinstance(document, dict):
+        return Accepted(device_id, Kind.HEARTBEAT, received_at)
+    _check_device_id(device_id, document)
+    ts = _timestamp(document, received_at)
+    return Accepted(device_id, Kind.HEARTBEAT, ts, tuple(_readings(document, ts)))
+
+
+def _decode(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _InvalidPayloadError(
+            Reason.INVALID_UTF8, f"payload is not UTF-8 ({exc.reason})"
+        ) from None
+
+
+def _load_json(payload: bytes) -> Any:
+    """Parse JSON quickly; on failure, find out precisely why for the dead letter."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
+    text = _decode(payload)
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except _InvalidPayloadError:
+        raise
+    except ValueError as exc:
+        raise _InvalidPayloadError(Reason.INVALID_JSON, f"payload is not JSON: {exc}") from None
+    _check_finite(document)
+    return document
+
+
+def _reject_constant(name: str) -> Any:
+    raise _InvalidPayloadError(Reason.NON_FINITE_NUMBER, f"{name} is not a finite number")
+
+
+def _check_finite(value: Any) -> None:
+    """Reject numbers JSON parsed as infinite (1e999) or too large to be a float."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_finite(item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _InvalidPayloadError(Reason.NON_FINITE_NUMBER, "a number overflows to infinity")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+        raise _InvalidPayloadError(Reason.NON_FINITE_NUMBER, "an integer is too large to store")
+
+
+def _check_device_id(device_id: str, document: dict[str, Any]) -> None:
+    claimed = document.get("device_id")
+    if claimed is not None and claimed != device_id:
+        raise _InvalidPayloadError(
+            Reason.DEVICE_ID_MISMATCH,
+            f"payload device_id {claimed!r:.80} does not match topic device id {device_id!r}",
+        )
+
+
+def _readings(document: dict[str, Any], ts: float) -> list[Reading]:
+    readings = []
+    for key, value in document.items():
+        if key in RESERVED_KEYS or not isinstance(value, int | float):
+            continue
+        if not METRIC_PATTERN.fullmatch(key):
+            raise _InvalidPayloadError(
+                Reason.INVALID_METRIC_NAME, f"metric name {key!r:.80} must match [A-Za-z0-9_.:-]"
+            )
+        readings.append(Reading(key, float(value), ts))
+    return readings
+
+
+def _timestamp(document: dict[str, Any], received_at: float) -> float:
+    raw = document.get("ts")
+    if raw is None:
+        return received_at
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise _InvalidPayloadError(
+            Reason.INVALID_TIMESTAMP, f"ts must be a number or ISO 8601, got {raw!r:.80}"
+        )
+    if isinstance(raw, str):
+        ts = _iso_timestamp(raw)
+    else:
+        ts = raw / 1000.0 if raw >= MILLISECONDS_THRESHOLD else float(raw)
+    if not EARLIEST_TS <= ts <= received_at + MAX_CLOCK_AHEAD_S:
+        raise _InvalidPayloadError(
+            Reason.INVALID_TIMESTAMP,
+            f"ts {raw!r:.80} is not a plausible time (before 2001 or more than a day ahead; "
+            "a device without a clock should omit ts)",
+        )
+    return ts
+
+
+def _iso_timestamp(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _InvalidPayloadError(
+            Reason.INVALID_TIMESTAMP, f"ts {text!r:.80} is not ISO 8601"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "number" if isinstance(value, int | float) else "null"
+    )

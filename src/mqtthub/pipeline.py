@@ -1,0 +1,162 @@
+"""Route parsed messages into one batch of database work (pure, no I/O).
+
+A batch holds everything one transaction writes: device updates (registration, presence,
+last seen), readings, and dead letters for what was rejected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status, parse
+
+# Dead letters keep at most this much of an oversized payload.
+DEAD_LETTER_PAYLOAD_LIMIT = 4096
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """One message as received from the broker.
+
+    Attributes:
+        topic: the MQTT topic.
+        payload: the raw payload.
+        qos: the delivery QoS.
+        retain: True when the broker delivered it from its retained store.
+        received_at: server receive time, epoch seconds.
+        ack: resolved once the message's batch is committed; the transport then sends
+            the acknowledgement (None for QoS 0 messages that need none).
+    """
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    received_at: float
+    ack: Any = None
+
+
+@dataclass(slots=True)
+class DeviceUpdate:
+    """What a batch learned about one device."""
+
+    device_id: str
+    first_seen: float
+    last_seen: float
+    last_message_type: Kind
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message to keep, with its reason."""
+
+    received_at: float
+    topic: str
+    payload: bytes
+    payload_size: int
+    reason: Reason
+    detail: str
+    device_id: str | None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one transaction writes, plus counts for the stats."""
+
+    devices: dict[str, DeviceUpdate] = field(default_factory=dict)
+    readings: list[tuple[str, str, float, float]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    accepted_by_kind: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def accepted(self) -> int:
+        """Messages this batch stores (not counting dead letters)."""
+        return sum(self.accepted_by_kind.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A raw message with its parse result."""
+
+    raw: RawMessage
+    result: Accepted | Rejected
+
+
+def parse_all(messages: Sequence[RawMessage], *, prefix: str, max_payload: int) -> list[Parsed]:
+    """Parse every message of a batch."""
+    return [
+        Parsed(
+            message,
+            parse(
+                message.topic,
+                message.payload,
+                received_at=message.received_at,
+                prefix=prefix,
+                max_payload=max_payload,
+            ),
+        )
+        for message in messages
+    ]
+
+
+def build_batch(
+    parsed: Sequence[Parsed], *, is_registered: Callable[[str], bool] | None = None
+) -> Batch:
+    """Turn parsed messages into one batch of database work.
+
+    Args:
+        parsed: messages in arrival order.
+        is_registered: when given (auto-registration off), messages from devices it
+            does not know become ``unknown_device`` dead letters.
+    """
+    batch = Batch()
+    for item in parsed:
+        result = item.result
+        if isinstance(result, Accepted) and is_registered and not is_registered(result.device_id):
+            result = Rejected(
+                Reason.UNKNOWN_DEVICE,
+                f"device {result.device_id!r} is not registered (MQTTHUB_AUTO_REGISTER=false)",
+                result.device_id,
+                result.kind,
+            )
+        if isinstance(result, Rejected):
+            batch.dead_letters.append(_dead_letter(item.raw, result))
+            continue
+        _apply(batch, item.raw, result)
+    return batch
+
+
+def _apply(batch: Batch, raw: RawMessage, message: Accepted) -> None:
+    batch.accepted_by_kind[message.kind] += 1
+    status = message.status if message.status is not None else Status.ONLINE
+    update = batch.devices.get(message.device_id)
+    if update is None:
+        batch.devices[message.device_id] = DeviceUpdate(
+            message.device_id, raw.received_at, raw.received_at, message.kind, status
+        )
+    else:
+        update.last_seen = max(update.last_seen, raw.received_at)
+        update.last_message_type = message.kind
+        update.status = status
+    batch.readings.extend(
+        (message.device_id, reading.metric, reading.ts, reading.value)
+        for reading in message.readings
+    )
+
+
+def _dead_letter(raw: RawMessage, rejected: Rejected) -> DeadLetter:
+    return DeadLetter(
+        received_at=raw.received_at,
+        topic=raw.topic,
+        payload=raw.payload[:DEAD_LETTER_PAYLOAD_LIMIT]
+        if rejected.reason is Reason.PAYLOAD_TOO_LARGE
+        else raw.payload,
+        payload_size=len(raw.payload),
+        reason=rejected.reason,
+        detail=rejected.detail,
+        device_id=rejected.device_id,
+    )

@@ -1,0 +1,177 @@
+"""``mqtthub serve``: wires transport, writer and web into one event loop and owns shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+from mqtthub.config import Settings, build_ssl_context
+from mqtthub.errors import MqttHubError
+from mqtthub.messages import subscriptions
+from mqtthub.pipeline import RawMessage
+from mqtthub.stats import Stats
+from mqtthub.store.database import Store
+from mqtthub.store.writer import BatchWriter
+from mqtthub.transport import embedded
+from mqtthub.transport.backoff import Backoff
+from mqtthub.transport.client import MqttTransport
+from mqtthub.web.app import create_app
+from mqtthub.web.runtime import Runtime
+
+log = logging.getLogger("mqtthub")
+SHUTDOWN_BUDGET_S = 8.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service handles SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """Bind the HTTP socket early so a busy port is a clear error, not a log line.
+
+    Raises:
+        MqttHubError: the address is in use or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise MqttHubError(
+            f"MQTTHUB_HTTP_PORT: cannot listen on {host}:{port}: {exc.strerror}; "
+            "choose another port with MQTTHUB_HTTP_PORT or --http-port"
+        ) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Service:
+    """One ``serve`` process: ingest, store and serve until SIGINT or SIGTERM."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Prepare the service; nothing connects until :meth:`run`."""
+        self.settings = settings
+        self.stats = Stats()
+        self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=settings.queue_size)
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run until a signal arrives, then shut down in order within ~10 s.
+
+        Raises:
+            MqttHubError: the HTTP port, the database or the embedded broker failed to start.
+        """
+        settings = self.settings
+        http_socket = bind_http(settings.http_host, settings.http_port)
+        broker = await asyncio.to_thread(
+            embedded.start_if_needed, settings.broker, settings.embedded_broker
+        )
+        store: Store | None = None
+        try:
+            store = await asyncio.to_thread(Store.open, settings.sqlalchemy_url)
+            log.info("database ready: %s", store.engine.url.render_as_string(hide_password=True))
+            await self._serve(store, http_socket)
+        finally:
+            if store is not None:
+                store.close()
+            if broker is not None:
+                await asyncio.to_thread(broker.stop)
+            http_socket.close()
+
+    async def _serve(self, store: Store, http_socket: socket.socket) -> None:
+        settings = self.settings
+        writer = BatchWriter(
+            store=store,
+            queue=self.queue,
+            stats=self.stats,
+            prefix=settings.topic_prefix,
+            max_payload=settings.max_payload,
+            auto_register=settings.auto_register,
+            batch_size=settings.batch_size,
+        )
+        transport = MqttTransport(
+            endpoint=settings.broker,
+            ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
+            client_id=settings.effective_client_id(),
+            topics=subscriptions(settings.topic_prefix),
+            handler=self._on_message,
+            keepalive=settings.keepalive,
+            backoff=Backoff(stable_after=settings.keepalive),
+        )
+        runtime = Runtime(
+            link=lambda: transport.state,
+            db_error=lambda: writer.db_error,
+            queue_depth=self.queue.qsize,
+            stats=self.stats,
+        )
+        app = create_app(store=store, runtime=runtime, api_token=settings.api_token)
+        server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
+        self._install_signal_handlers()
+        url = f"http://{settings.http_host}:{settings.http_port}"
+        log.info("serving the API at %s (OpenAPI docs at %s/docs)", url, url)
+        if settings.http_host not in {"127.0.0.1", "localhost", "::1"} and not settings.api_token:
+            log.warning("the API listens on %s without MQTTHUB_API_TOKEN", settings.http_host)
+        tasks = [
+            asyncio.create_task(transport.run(), name="mqtt"),
+            asyncio.create_task(writer.run(), name="writer"),
+            asyncio.create_task(server.serve(sockets=[http_socket]), name="http"),
+        ]
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(tasks, server, transport, writer)
+
+    async def _shutdown(
+        self, tasks: list[asyncio.Task[Any]], server: _Server, transport: Any, writer: BatchWriter
+    ) -> None:
+        log.info("shutting down: flushing %d queued messages", self.queue.qsize())
+        started = time.monotonic()
+        server.should_exit = True
+        writer_task = tasks[1]
+        writer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer_task
+        try:
+            await asyncio.wait_for(writer.drain(), timeout=SHUTDOWN_BUDGET_S / 2)
+        except TimeoutError:
+            log.error(
+                "could not flush the queue in time; unacknowledged messages stay at the broker"
+            )
+        await asyncio.sleep(0)  # let acknowledgements of the last batch go out
+        await transport.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer.close()
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+
+    def stop(self) -> None:
+        """Ask the service to shut down (as SIGTERM does)."""
+        self._stop.set()
+
+    async def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.stats.messages_received += 1
+        ack = asyncio.get_running_loop().create_future() if qos > 0 else None
+        await self.queue.put(RawMessage(topic, payload, qos, retain, time.time(), ack))
+        if ack is not None:
+            await ack

@@ -1,0 +1,64 @@
+"""SQLAlchemy Core tables. Times are epoch seconds (UTC) stored as double precision.
+
+The Alembic migrations in ``migrations/versions`` create exactly these tables; a test
+compares the two so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    Column("last_message_type", String(16), nullable=False),
+    Column("status_changed_at", Double, nullable=False),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("ts", Double, primary_key=True),
+    Column("value", Double, nullable=False),
+)
+
+latest_readings = Table(
+    "latest_readings",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("ts", Double, nullable=False),
+    Column("value", Double, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", Double, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_size", Integer, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("device_id", String(64), nullable=True),
+    Index("ix_dead_letters_received_at", "received_at"),
+)

@@ -1,0 +1,1 @@
+"""The MQTT edge: connection, reconnect policy, reason codes and the embedded broker."""

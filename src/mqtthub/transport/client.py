@@ -1,0 +1,359 @@
+"""The MQTT connection of ``serve``: connect, fall back to 3.1.1, subscribe, reconnect.
+
+:class:`MqttTransport` owns the whole connection lifecycle on top of gmqtt (chosen by
+measurement, see docs/ARCHITECTURE.md). gmqtt's own reconnect loop is switched off so
+that reconnection, protocol fallback and their log lines live in one place here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+
+from mqtthub.config import BrokerEndpoint
+from mqtthub.errors import BrokerError, ConnectRefusedError
+from mqtthub.transport import reasons
+from mqtthub.transport.backoff import Backoff
+
+log = logging.getLogger("mqtthub.mqtt")
+
+#: Called for each incoming message with (topic, payload, qos, retain). It returns once
+#: the message may be acknowledged to the broker (for QoS 1: after it is committed).
+MessageHandler = Callable[[str, bytes, int, bool], Awaitable[None]]
+
+PROTOCOL_NAMES = {MQTTv50: "MQTT 5", MQTTv311: "MQTT 3.1.1"}
+
+
+@dataclass(slots=True)
+class LinkState:
+    """What the connection is doing now, for ``/healthz`` and logs.
+
+    Attributes:
+        phase: ``starting``, ``connecting``, ``connected``, ``disconnected`` or ``refused``.
+        reason: why it is not connected (a reason name), else None.
+        protocol: ``MQTT 5`` or ``MQTT 3.1.1`` once connected.
+        since: when the phase began (epoch seconds).
+        broker: the broker URL with the password masked.
+    """
+
+    phase: str
+    reason: str | None
+    protocol: str | None
+    since: float
+    broker: str
+
+    @property
+    def connected(self) -> bool:
+        """True while subscribed and receiving."""
+        return self.phase == "connected"
+
+
+class _NoConnackError(BrokerError):
+    """The broker closed the connection before answering CONNECT."""
+
+
+class _ManagedClient(gmqtt.Client):  # type: ignore[misc]
+    """A gmqtt client that never reconnects by itself: MqttTransport decides when."""
+
+    def _allow_reconnect(self) -> bool:
+        return False
+
+
+class _Connection:
+    """One gmqtt client for one connection attempt, with events for its callbacks."""
+
+    def __init__(self, client: _ManagedClient) -> None:
+        self.client = client
+        self.lost = asyncio.Event()
+        self.lost_reason: int | None = None
+        self.suback: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+
+    def _on_disconnect(self, _client: Any, packet: Any = None, exc: Any = None) -> None:
+        if isinstance(packet, bytes | bytearray) and packet:
+            self.lost_reason = packet[0]
+        self.lost.set()
+
+    def _on_subscribe(self, _client: Any, _mid: int, granted: Sequence[int], _props: Any) -> None:
+        if not self.suback.done():
+            self.suback.set_result(tuple(granted))
+
+    async def close(self) -> None:
+        connection = getattr(self.client, "_connection", None)
+        if connection is None:
+            return
+        with contextlib.suppress(Exception):
+            if not self.lost.is_set():
+                await self.client.disconnect()
+            else:
+                await connection.close()
+
+
+class MqttTransport:
+    """Keeps one subscribed MQTT connection alive and hands every message to a handler."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: BrokerEndpoint,
+        ssl_context: ssl.SSLContext | None,
+        client_id: str,
+        topics: Sequence[str],
+        handler: MessageHandler,
+        keepalive: int = 60,
+        clean_start: bool = True,
+        session_expiry: int = 0,
+        connect_timeout: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """Configure the transport; nothing connects until :meth:`run`.
+
+        Args:
+            endpoint: where the broker is and which credentials to use.
+            ssl_context: TLS settings, or None for a plain connection.
+            client_id: the MQTT client id.
+            topics: topic filters to subscribe to at QoS 1.
+            handler: receives each message; its return allows the acknowledgement.
+            keepalive: MQTT keepalive in seconds.
+            clean_start: start a fresh session (False resumes a persistent one).
+            session_expiry: MQTT 5 session expiry interval in seconds.
+            connect_timeout: how long to wait for TCP, TLS and CONNACK.
+            backoff: reconnect policy (default: base 1 s, cap 60 s).
+        """
+        self.endpoint = endpoint
+        self.client_id = client_id
+        self._ssl = ssl_context
+        self._topics = tuple(topics)
+        self._handler = handler
+        self._keepalive = keepalive
+        self._clean_start = clean_start
+        self._session_expiry = session_expiry
+        self._connect_timeout = connect_timeout
+        self._backoff = backoff or Backoff(stable_after=keepalive)
+        self._version = MQTTv50
+        self._closing = asyncio.Event()
+        self._current: _Connection | None = None
+        self.state = LinkState("starting", None, None, time.time(), endpoint.display())
+
+    async def run(self) -> None:
+        """Connect, subscribe and reconnect until :meth:`close` is called."""
+        while not self._closing.is_set():
+            delay = await self._one_connection()
+            if self._closing.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=delay)
+
+    async def close(self) -> None:
+        """Disconnect cleanly and stop reconnecting."""
+        self._closing.set()
+        if self._current is not None:
+            await self._current.close()
+            self._current = None
+
+    def _set_state(self, phase: str, reason: str | None = None) -> None:
+        protocol = PROTOCOL_NAMES[self._version] if phase == "connected" else None
+        self.state = LinkState(phase, reason, protocol, time.time(), self.endpoint.display())
+
+    async def _one_connection(self) -> float:
+        """Run one connection from attempt to loss; return the delay before the next."""
+        self._set_state("connecting")
+        try:
+            connection = await self._connect()
+        except ConnectRefusedError as refused:
+            self._set_state("refused", refused.reason)
+            delay = self._backoff.cap_delay() if refused.permanent else self._backoff.next_delay()
+            log.error(
+                "connection refused by %s: %s (code %d); %s; retrying in %.0f s",
+                self.endpoint.display(),
+                refused.reason,
+                refused.code,
+                _refusal_hint(refused.reason),
+                delay,
+            )
+            return delay
+        except (OSError, TimeoutError, BrokerError) as exc:
+            reason = _failure_reason(exc)
+            self._set_state("disconnected", reason)
+            delay = self._backoff.next_delay()
+            log.warning(
+                "cannot connect to %s: %s; retrying in %.1f s",
+                self.endpoint.display(),
+                _describe(exc),
+                delay,
+            )
+            return delay
+        started = time.monotonic()
+        self._current = connection
+        try:
+            await self._subscribe(connection)
+            await connection.lost.wait()
+        finally:
+            self._current = None
+            await connection.close()
+        lasted = time.monotonic() - started
+        self._backoff.connection_ended(lasted)
+        if self._closing.is_set():
+            return 0.0
+        reason = reasons.disconnect_reason(connection.lost_reason)
+        self._set_state("disconnected", reason)
+        delay = self._backoff.next_delay()
+        log.warning("disconnected: %s after %.1f s; reconnecting in %.1f s", reason, lasted, delay)
+        return delay
+
+    async def _connect(self) -> _Connection:
+        """Connect with MQTT 5, falling back to 3.1.1 when the broker does not speak 5."""
+        try:
+            return await self._attempt(self._version)
+        except (_NoConnackError, ConnectRefusedError) as exc:
+            refused_v5 = (
+                isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
+            )
+            if self._version != MQTTv50 or not (refused_v5 or isinstance(exc, _NoConnackError)):
+                raise
+        log.info("broker does not accept MQTT 5, falling back to MQTT 3.1.1")
+        self._version = MQTTv311
+        return await self._attempt(MQTTv311)
+
+    async def _attempt(self, version: int) -> _Connection:
+        log.info(
+            "connecting to %s:%d (TLS: %s, %s) as %s",
+            self.endpoint.host,
+            self.endpoint.port,
+            "yes" if self._ssl else "no",
+            PROTOCOL_NAMES[version],
+            self.client_id,
+        )
+        connection = _Connection(self._new_client(version))
+        connect = asyncio.ensure_future(
+            connection.client.connect(
+                self.endpoint.host,
+                self.endpoint.port,
+                ssl=self._ssl or False,
+                keepalive=self._keepalive,
+                version=version,
+            )
+        )
+        lost = asyncio.ensure_future(connection.lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {connect, lost}, timeout=self._connect_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if connect in done:
+                self._raise_connect_error(connect, version)
+                log.info("connected (%s)", PROTOCOL_NAMES[version])
+                self._set_state("connected")
+                return connection
+            if lost in done:
+                raise _NoConnackError("the broker closed the connection before answering CONNECT")
+            raise TimeoutError(f"no CONNACK within {self._connect_timeout:.0f} s")
+        except BaseException:
+            connect.cancel()
+            await connection.close()
+            raise
+        finally:
+            lost.cancel()
+
+    @staticmethod
+    def _raise_connect_error(connect: asyncio.Future[Any], version: int) -> None:
+        exc = connect.exception()
+        if exc is None:
+            return
+        code = getattr(exc, "_code", None)
+        if isinstance(exc, gmqtt.mqtt.handler.MQTTConnectError) and isinstance(code, int):
+            reason = reasons.connack_reason(code, mqtt5=version == MQTTv50)
+            raise ConnectRefusedError(
+                code=code, reason=reason, permanent=reason in reasons.PERMANENT
+            )
+        raise exc
+
+    def _new_client(self, version: int) -> _ManagedClient:
+        properties: dict[str, Any] = {}
+        if version == MQTTv50 and self._session_expiry:
+            properties["session_expiry_interval"] = self._session_expiry
+        gmqtt_log = logging.getLogger("mqtthub.mqtt.gmqtt")
+        client = _ManagedClient(
+            self.client_id,
+            clean_session=self._clean_start,
+            optimistic_acknowledgement=False,
+            logger=gmqtt_log,
+            **properties,
+        )
+        if self.endpoint.username:
+            password = self.endpoint.password.get_secret_value() if self.endpoint.password else None
+            client.set_auth_credentials(self.endpoint.username, password)
+        client.on_message = self._on_message
+        return client
+
+    async def _on_message(
+        self, _client: Any, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
+    ) -> int:
+        await self._handler(topic, payload, qos, bool(properties.get("retain")))
+        return 0
+
+    async def _subscribe(self, connection: _Connection) -> None:
+        connection.client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in self._topics])
+        try:
+            granted = await asyncio.wait_for(
+                asyncio.shield(connection.suback), timeout=self._connect_timeout
+            )
+        except TimeoutError:
+            log.error("no SUBACK within %.0f s for %s", self._connect_timeout, self._topics)
+            return
+        for topic, code in zip(self._topics, granted, strict=False):
+            if code >= reasons.SUBACK_FAILURE:
+                log.error(
+                    "subscription to %s refused by the broker (code %#x): the broker's ACL "
+                    "does not let %s read it; allow read access to %s for that user",
+                    topic,
+                    code,
+                    self.endpoint.username or "anonymous clients",
+                    topic,
+                )
+            else:
+                log.info("subscribed to %s (granted QoS %d)", topic, code)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection_refused"
+    if isinstance(exc, TimeoutError):
+        return "connection_timeout"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls_verification_failed"
+    if isinstance(exc, ssl.SSLError):
+        return "tls_error"
+    if isinstance(exc, _NoConnackError):
+        return "closed_before_connack"
+    return "network_error"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there; is the broker running?)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted: {exc.verify_message} (check MQTTHUB_CA_FILE)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc} (is this a TLS port?)"
+    return str(exc) or type(exc).__name__
+
+
+def _refusal_hint(reason: str) -> str:
+    return {
+        "bad_credentials": "check user:password in MQTTHUB_BROKER_URL or MQTT_USERNAME/PASSWORD",
+        "not_authorized": "the broker rejects these credentials or this user "
+        "(Mosquitto answers a wrong password this way); check username/password",
+        "client_id_rejected": "the broker rejects the client id; set MQTTHUB_CLIENT_ID",
+        "unsupported_protocol": "the broker speaks neither MQTT 5 nor 3.1.1",
+        "banned": "the broker has banned this client",
+    }.get(reason, "see the broker's log")

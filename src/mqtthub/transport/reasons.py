@@ -1,0 +1,79 @@
+"""MQTT reason codes as stable snake_case names (pure tables, no I/O)."""
+
+from __future__ import annotations
+
+# MQTT 3.1.1 CONNACK return codes.
+CONNACK_V3 = {
+    1: "unsupported_protocol",
+    2: "client_id_rejected",
+    3: "server_unavailable",
+    4: "bad_credentials",
+    5: "not_authorized",
+}
+
+# MQTT 5 reason codes used in CONNACK and DISCONNECT.
+REASON_V5 = {
+    0x00: "normal_disconnect",
+    0x04: "disconnect_with_will",
+    0x80: "unspecified_error",
+    0x81: "malformed_packet",
+    0x82: "protocol_error",
+    0x83: "implementation_specific_error",
+    0x84: "unsupported_protocol",
+    0x85: "client_id_rejected",
+    0x86: "bad_credentials",
+    0x87: "not_authorized",
+    0x88: "server_unavailable",
+    0x89: "server_busy",
+    0x8A: "banned",
+    0x8B: "server_shutting_down",
+    0x8C: "bad_authentication_method",
+    0x8D: "keepalive_timeout",
+    0x8E: "client_id_conflict",
+    0x8F: "topic_filter_invalid",
+    0x90: "topic_name_invalid",
+    0x93: "receive_maximum_exceeded",
+    0x94: "topic_alias_invalid",
+    0x95: "packet_too_large",
+    0x96: "message_rate_too_high",
+    0x97: "quota_exceeded",
+    0x98: "administrative_action",
+    0x99: "payload_format_invalid",
+    0x9A: "retain_not_supported",
+    0x9B: "qos_not_supported",
+    0x9C: "use_another_server",
+    0x9D: "server_moved",
+    0x9E: "shared_subscriptions_not_supported",
+    0x9F: "connection_rate_exceeded",
+    0xA0: "maximum_connect_time",
+    0xA1: "subscription_ids_not_supported",
+    0xA2: "wildcard_subscriptions_not_supported",
+}
+
+# Refusals that a quick retry cannot fix: retry only at the backoff cap.
+PERMANENT = frozenset(
+    {
+        "unsupported_protocol",
+        "client_id_rejected",
+        "bad_credentials",
+        "not_authorized",
+        "banned",
+        "bad_authentication_method",
+    }
+)
+
+# SUBACK codes at or above this refuse the subscription.
+SUBACK_FAILURE = 0x80
+
+
+def connack_reason(code: int, *, mqtt5: bool) -> str:
+    """Name a CONNACK code for the protocol version that produced it."""
+    table = REASON_V5 if mqtt5 else CONNACK_V3
+    return table.get(code, f"code_{code}")
+
+
+def disconnect_reason(code: int | None) -> str:
+    """Name an MQTT 5 DISCONNECT reason code; None means the connection was lost."""
+    if code is None:
+        return "connection_lost"
+    return REASON_V5.get(code, f"code_{code:#x}")

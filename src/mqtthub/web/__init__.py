@@ -1,0 +1,1 @@
+"""The HTTP side: FastAPI application, API routes."""

@@ -1,0 +1,85 @@
+"""The FastAPI application: ``create_app`` wires routes to a store and a runtime, no globals."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
+
+from mqtthub import __version__
+from mqtthub.store.database import Store
+from mqtthub.web import api
+from mqtthub.web.runtime import Runtime
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+class TokenCheck:
+    """Dependency that requires ``Authorization: Bearer <token>`` when a token is set."""
+
+    def __init__(self, token: SecretStr | None) -> None:
+        """Check against ``token``; None lets every request through."""
+        self._expected = token.get_secret_value().encode() if token else None
+
+    def __call__(
+        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
+        """Raise 401 unless the request carries the expected token."""
+        if self._expected is None:
+            return
+        given = credentials.credentials.encode() if credentials else b""
+        if not secrets.compare_digest(given, self._expected):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong API token: send Authorization: Bearer <MQTTHUB_API_TOKEN>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+
+def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -> FastAPI:
+    """Build the HTTP application.
+
+    Args:
+        store: the database to read from.
+        runtime: the live state for ``/healthz`` and ``/api/stats``.
+        api_token: when set, every ``/api`` route requires ``Authorization: Bearer <token>``.
+    """
+    app = FastAPI(
+        title="mqtthub",
+        version=__version__,
+        description="MQTT device backend: devices, readings, dead letters and health.",
+    )
+    app.state.store = store
+    app.state.runtime = runtime
+    app.include_router(api.router, prefix="/api", dependencies=[Depends(TokenCheck(api_token))])
+
+    @app.get("/healthz", tags=["health"], summary="Is ingestion working?")
+    def healthz(request: Request) -> JSONResponse:
+        """200 when MQTT is connected and the database answers; 503 with the reason otherwise."""
+        link = runtime.link()
+        db_error = runtime.db_error()
+        if db_error is None:
+            try:
+                store.ping()
+            except SQLAlchemyError as exc:
+                db_error = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        body: dict[str, object] = {
+            "mqtt": link.phase if link.phase != "starting" else "connecting",
+            "db": "ok" if db_error is None else "unavailable",
+            "broker": link.broker,
+            "protocol": link.protocol,
+            "queue_depth": runtime.queue_depth(),
+        }
+        if link.reason and not link.connected:
+            body["reason"] = link.reason
+        if db_error is not None:
+            body["db_error"] = db_error
+        healthy = link.connected and db_error is None
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    return app

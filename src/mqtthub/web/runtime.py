@@ -1,0 +1,19 @@
+"""The live state the HTTP side reports, handed in by the service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mqtthub.stats import Stats
+from mqtthub.transport.client import LinkState
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Live state the API reports: the MQTT link, the writer and the counters."""
+
+    link: Callable[[], LinkState]
+    db_error: Callable[[], str | None]
+    queue_depth: Callable[[], int]
+    stats: Stats

@@ -1,0 +1,77 @@
+"""Shared pytest fixtures: real Mosquitto brokers and TLS material for integration tests.
+
+The Mosquitto binaries are required. If they are missing the whole run stops with exit
+status 1 instead of skipping the integration tests, so a green run always means the broker
+tests really ran.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Unpack
+
+import pytest
+
+from support.certs import TlsFiles, make_tls_files
+from support.mosquitto import (
+    CLIENT_TOOLS,
+    MOSQUITTO_BINARY,
+    BrokerOptions,
+    MosquittoBroker,
+    MosquittoFactory,
+)
+
+_MISSING_TOOLS = [
+    *([] if MOSQUITTO_BINARY else ["mosquitto"]),
+    *(tool for tool in CLIENT_TOOLS if shutil.which(tool) is None),
+]
+"""Mosquitto programs not found at import time; reported by :func:`pytest_configure`."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop the test run with exit status 1 if the Mosquitto programs are missing.
+
+    (``pytest.exit`` raised while a conftest is imported turns into a conftest import error
+    with status 4, so the check made at import time is reported from this hook.)
+    """
+    if _MISSING_TOOLS:
+        pytest.exit(
+            f"Mosquitto programs not found: {', '.join(_MISSING_TOOLS)}. Integration tests need "
+            "a real broker and its clients: run `make test`, or install them with "
+            "`apt-get install mosquitto mosquitto-clients`.",
+            returncode=1,
+        )
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[MosquittoFactory]:
+    """Create and start brokers on demand; every broker is stopped after the test.
+
+    Each broker gets its own directory under ``tmp_path`` (``mosquitto-1``, ``mosquitto-2``,
+    ...) holding its config, log and persistence files.
+    """
+    brokers: list[MosquittoBroker] = []
+
+    def create(**options: Unpack[BrokerOptions]) -> MosquittoBroker:
+        broker = MosquittoBroker(workdir=tmp_path / f"mosquitto-{len(brokers) + 1}", **options)
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield create
+    for broker in brokers:
+        broker.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: MosquittoFactory) -> MosquittoBroker:
+    """A running broker on a free port that accepts anonymous clients over plain TCP."""
+    return mosquitto_factory()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TlsFiles:
+    """A fresh CA, a server certificate for localhost/127.0.0.1 and an unrelated CA."""
+    return make_tls_files(tmp_path / "tls")
