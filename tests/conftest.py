@@ -7,11 +7,14 @@ tests really ran.
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Unpack
 
+import psycopg
 import pytest
 
 from support.certs import TlsFiles, make_tls_files
@@ -75,3 +78,24 @@ def mosquitto(mosquitto_factory: MosquittoFactory) -> MosquittoBroker:
 def tls_files(tmp_path: Path) -> TlsFiles:
     """A fresh CA, a server certificate for localhost/127.0.0.1 and an unrelated CA."""
     return make_tls_files(tmp_path / "tls")
+
+
+PG_ADMIN_URL = os.environ.get("MQTTHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    name = f"mqtthub_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is required for these tests and is not reachable at {PG_ADMIN_URL}: "
+            f"{exc}. Start it (pg_ctlcluster ... main start) or set MQTTHUB_TEST_PG."
+        )
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -1,0 +1,120 @@
+"""The SQL store on a real SQLite file and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from mqtthub.messages import Reason
+from mqtthub.pipeline import Batch, DeadLetter, RawMessage, build_batch, parse_all
+from mqtthub.store import queries
+from mqtthub.store.database import Store
+from mqtthub.store.schema import metadata
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store on SQLite (file) or PostgreSQL, emptied for each test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened = Store.open(url)
+    with opened.engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+    yield opened
+    opened.close()
+
+
+def batch_of(*messages: tuple[str, str, float]) -> Batch:
+    raw = [RawMessage(topic, payload.encode(), 1, False, at) for topic, payload, at in messages]
+    return build_batch(parse_all(raw, prefix="devices", max_payload=65536))
+
+
+T0 = 1_790_000_000.0
+
+
+def test_migrations_create_exactly_the_schema(store: Store) -> None:
+    """The Alembic migrations and schema.py describe the same tables (no drift)."""
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert compare_metadata(context, metadata) == []
+
+
+def test_batch_round_trip(store: Store) -> None:
+    """A batch registers the device, stores readings and keeps the latest per metric."""
+    store.write(
+        batch_of(
+            ("devices/d1/sensor", json.dumps({"ts": T0, "temperature": 20.5, "ok": True}), T0 + 1),
+            ("devices/d1/sensor", json.dumps({"ts": T0 + 60, "temperature": 21.5}), T0 + 61),
+        )
+    )
+    device = queries.get_device(store.engine, "d1")
+    assert device is not None
+    assert device["status"] == "online"
+    assert device["first_seen"] == T0 + 1
+    assert device["last_seen"] == T0 + 61
+    assert device["latest"] == {
+        "ok": {"value": 1.0, "ts": T0},
+        "temperature": {"value": 21.5, "ts": T0 + 60},
+    }
+    rows = queries.device_readings(
+        store.engine, "d1", metric="temperature", since=T0, until=T0 + 61, limit=10
+    )
+    assert [(r["ts"], r["value"]) for r in rows] == [(T0 + 60, 21.5), (T0, 20.5)]
+
+
+def test_redelivered_readings_are_stored_once(store: Store) -> None:
+    """The same reading written twice (a broker redelivery) is stored once."""
+    message = ("devices/d2/sensor", json.dumps({"ts": T0, "v": 1}), T0)
+    store.write(batch_of(message))
+    store.write(batch_of(message))
+    assert (
+        len(
+            queries.device_readings(
+                store.engine, "d2", metric=None, since=None, until=None, limit=10
+            )
+        )
+        == 1
+    )
+
+
+def test_late_reading_does_not_replace_the_latest(store: Store) -> None:
+    """A reading older than the stored latest value leaves ``latest`` alone."""
+    store.write(batch_of(("devices/d3/sensor", json.dumps({"ts": T0 + 10, "v": 2}), T0 + 10)))
+    store.write(batch_of(("devices/d3/sensor", json.dumps({"ts": T0, "v": 1}), T0 + 11)))
+    device = queries.get_device(store.engine, "d3")
+    assert device is not None
+    assert device["latest"]["v"] == {"value": 2.0, "ts": T0 + 10}
+
+
+def test_status_offline_is_stored(store: Store) -> None:
+    """A device that reports offline is listed with ?status=offline."""
+    store.write(batch_of(("devices/d4/status", "online", T0)))
+    store.write(batch_of(("devices/d4/status", "offline", T0 + 5)))
+    offline = queries.list_devices(store.engine, status="offline")
+    assert [(d["id"], d["status_changed_at"]) for d in offline] == [("d4", T0 + 5)]
+
+
+def test_dead_letters_keep_raw_bytes(store: Store) -> None:
+    """A dead letter keeps the payload bytes exactly, even when they are not UTF-8."""
+    batch = Batch()
+    batch.dead_letters.append(
+        DeadLetter(T0, "devices/x/sensor", b"\xff\xfe raw", 6, Reason.INVALID_UTF8, "bad", "x")
+    )
+    store.write(batch)
+    (row,) = queries.list_dead_letters(store.engine)
+    assert bytes(row["payload"]) == b"\xff\xfe raw"
+    assert row["reason"] == "invalid_utf8"
+
+
+def test_registry_lookup(store: Store) -> None:
+    """``registered`` tells which device ids exist."""
+    store.write(batch_of(("devices/known/heartbeat", "", T0)))
+    assert store.registered(["known", "unknown"]) == {"known"}
