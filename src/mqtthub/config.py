@@ -122,10 +122,15 @@ class Settings(BaseSettings):
             raise ValueError("must not contain the wildcards '+' or '#'")
         return value
 
+    @field_validator("ca_file", "client_cert", "client_key", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("ca_file", "client_cert", "client_key")
     @classmethod
     def _check_readable(cls, value: Path | None) -> Path | None:
-        if value is None or str(value) == "":
+        if value is None:
             return None
         if not value.exists():
             raise ValueError(f"{value} does not exist")
@@ -145,6 +150,11 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    def __repr_args__(self) -> Any:
+        """Like pydantic's, with the password in ``broker_url`` masked."""
+        for name, value in super().__repr_args__():
+            yield name, _mask_url(value) if name == "broker_url" else value
 
     @property
     def broker(self) -> BrokerEndpoint:
@@ -194,7 +204,8 @@ def _parse_broker_url(value: str) -> _ParsedUrl:
     except ValueError:
         raise ValueError(f"{_mask_url(value)!r} has a port outside 1-65535") from None
     tls_scheme = parts.scheme in {"mqtts", "ssl"}
-    port = port or (8883 if tls_scheme else 1883)
+    if port is None:
+        port = 8883 if tls_scheme else 1883
     if not 1 <= port <= 65535:
         raise ValueError(f"{_mask_url(value)!r} has a port outside 1-65535")
     username = unquote(parts.username) if parts.username else None
@@ -203,10 +214,13 @@ def _parse_broker_url(value: str) -> _ParsedUrl:
 
 
 def _mask_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.password:
-        return value.replace(f":{parts.password}@", ":***@", 1)
-    return value
+    """Mask whatever sits between user ``:`` and ``@``, even in a malformed URL."""
+    at = value.rfind("@")
+    if at == -1:
+        return value
+    start = value.rfind("/", 0, at) + 1
+    user, colon, _ = value[start:at].partition(":")
+    return f"{value[:start]}{user}{':***' if colon else ''}{value[at:]}"
 
 
 def normalize_database_url(value: str) -> str:
@@ -222,13 +236,15 @@ def normalize_database_url(value: str) -> str:
         return f"postgresql+psycopg://{rest}"
     if scheme in {"sqlite", "sqlite+pysqlite"}:
         if not rest.startswith("/"):
-            raise ValueError(f"{value!r} must look like sqlite:///relative/path.db")
+            raise ValueError(f"{_mask_url(value)!r} must look like sqlite:///relative/path.db")
         return f"sqlite:///{rest[1:]}"
     raise ValueError(f"{_mask_url(value)!r}: only sqlite:/// and postgresql:// are supported")
 
 
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``, for messages."""
+    if field.isupper():  # pydantic reports a field with a validation_alias under that alias
+        return field
     info = Settings.model_fields.get(field)
     alias = info.validation_alias if info else None
     if isinstance(alias, str):

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -63,13 +64,9 @@ class Status(StrEnum):
     OFFLINE = "offline"
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One numeric value of one metric at one time (epoch seconds, UTC)."""
-
-    metric: str
-    value: float
-    ts: float
+#: One numeric value of one metric at one time: ``(metric, value, ts)``, ts in epoch
+#: seconds UTC. A plain tuple because the parser makes millions of them.
+Reading = tuple[str, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +132,7 @@ def parse(
     if len(levels) != prefix_levels + 2 or "/".join(levels[:prefix_levels]) != prefix:
         return Rejected(Reason.BAD_TOPIC, f"topic {topic!r} is not {prefix}/<device_id>/<type>")
     device_id, kind_name = levels[prefix_levels], levels[prefix_levels + 1]
-    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+    if not valid_device_id(device_id):
         return Rejected(
             Reason.BAD_DEVICE_ID, f"device id {device_id!r} must match [A-Za-z0-9_.:-]{{1,64}}"
         )
@@ -273,16 +270,27 @@ def _check_device_id(device_id: str, document: dict[str, Any]) -> None:
         )
 
 
+@lru_cache(maxsize=4096)
+def _valid_metric(name: str) -> bool:
+    return METRIC_PATTERN.fullmatch(name) is not None
+
+
+@lru_cache(maxsize=65536)
+def valid_device_id(device_id: str) -> bool:
+    """True when ``device_id`` matches ``[A-Za-z0-9_.:-]{1,64}``."""
+    return DEVICE_ID_PATTERN.fullmatch(device_id) is not None
+
+
 def _readings(document: dict[str, Any], ts: float) -> list[Reading]:
     readings = []
     for key, value in document.items():
         if key in RESERVED_KEYS or not isinstance(value, int | float):
             continue
-        if not METRIC_PATTERN.fullmatch(key):
+        if not _valid_metric(key):
             raise _InvalidPayloadError(
                 Reason.INVALID_METRIC_NAME, f"metric name {key!r:.80} must match [A-Za-z0-9_.:-]"
             )
-        readings.append(Reading(key, float(value), ts))
+        readings.append((key, float(value), ts))
     return readings
 
 
@@ -301,7 +309,7 @@ def _timestamp(document: dict[str, Any], received_at: float) -> float:
     if not EARLIEST_TS <= ts <= received_at + MAX_CLOCK_AHEAD_S:
         raise _InvalidPayloadError(
             Reason.INVALID_TIMESTAMP,
-            f"ts {raw!r:.80} is not a plausible time (before 2001 or more than a day ahead; "
+            f"ts {raw!r:.80} is not a plausible time (before 2001-09-09 or more than a day ahead; "
             "a device without a clock should omit ts)",
         )
     return ts

@@ -142,10 +142,8 @@ def _apply(batch: Batch, raw: RawMessage, message: Accepted) -> None:
         update.last_seen = max(update.last_seen, raw.received_at)
         update.last_message_type = message.kind
         update.status = status
-    batch.readings.extend(
-        (message.device_id, reading.metric, reading.ts, reading.value)
-        for reading in message.readings
-    )
+    device_id = message.device_id
+    batch.readings.extend((device_id, metric, ts, value) for metric, value, ts in message.readings)
 
 
 def _dead_letter(raw: RawMessage, rejected: Rejected) -> DeadLetter:

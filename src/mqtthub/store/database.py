@@ -24,6 +24,8 @@ from mqtthub.store.schema import dead_letters, devices, latest_readings, reading
 
 log = logging.getLogger("mqtthub.store")
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Column order of Batch.readings tuples.
+READING_COLUMNS = ("device_id", "metric", "ts", "value")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,6 +44,9 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        self._readings_sql, self._readings_named = self._compile(
+            self._insert(readings).on_conflict_do_nothing()
+        )
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -103,11 +108,11 @@ class Store:
                 device_rows = [_device_row(update) for update in batch.devices.values()]
                 connection.execute(self._device_upsert(), device_rows)
             if batch.readings:
-                rows = [
-                    {"device_id": d, "metric": m, "ts": ts, "value": v}
-                    for d, m, ts, v in batch.readings
-                ]
-                connection.execute(self._insert(readings).on_conflict_do_nothing(), rows)
+                # The hot path: one executemany of plain tuples, without per-row processing.
+                rows: list[Any] = batch.readings
+                if self._readings_named:
+                    rows = [dict(zip(READING_COLUMNS, row, strict=True)) for row in rows]
+                connection.exec_driver_sql(self._readings_sql, rows)
                 connection.execute(self._latest_upsert(), _latest_rows(batch.readings))
             if batch.dead_letters:
                 connection.execute(
@@ -125,6 +130,13 @@ class Store:
                         for d in batch.dead_letters
                     ],
                 )
+
+    def _compile(self, statement: Any) -> tuple[str, bool]:
+        """SQL text for a statement and whether it takes named parameters."""
+        compiled = statement.compile(dialect=self.engine.dialect)
+        if compiled.positional:
+            assert tuple(compiled.positiontup) == READING_COLUMNS, compiled.positiontup
+        return str(compiled), not compiled.positional
 
     def _device_upsert(self) -> Any:
         statement = self._insert(devices)

@@ -1,0 +1,169 @@
+"""Quick ingest benchmark: how fast does ``mqtthub serve`` store a burst, next to the broker?
+
+Starts its own Mosquitto on a free port, a ``mqtthub serve`` process on SQLite, and a
+publisher in a separate process. Reports, for the same burst in the same run:
+
+* ``broker_rate``: messages/s a bare ``mosquitto_sub`` receives;
+* ``stored_rate``: messages/s mqtthub commits (counted by ``/api/stats``);
+* their ratio.
+
+Usage: ``.venv/bin/python benchmarks/quick_ingest.py --messages 20000 --qos 1``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PAYLOAD = (
+    '{"device_id":"%s","temperature":23.4,"humidity":51.2,"pressure":1012.8,'
+    '"light":312,"rssi":-61,"voltage":3.29,"uptime":86400}'
+)
+PUBLISHER = r"""
+import sys, paho.mqtt.client as mqtt
+port, count, qos, payload = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
+client.max_inflight_messages_set(1000)
+client.max_queued_messages_set(0)
+client.connect("127.0.0.1", port)
+client.loop_start()
+infos = []
+for i in range(count):
+    device = "bench%03d" % (i % 100)
+    infos.append(client.publish("devices/%s/sensor" % device, payload % device, qos=qos))
+for info in infos:
+    info.wait_for_publish(60)
+client.disconnect()
+client.loop_stop()
+"""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: object, timeout: float, what: str) -> None:
+    """Poll ``condition()`` until true or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def listening(port: int) -> bool:
+    """True when 127.0.0.1:port accepts connections."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def publish(port: int, count: int, qos: int) -> subprocess.Popen[bytes]:
+    """Start the publisher process."""
+    return subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(count), str(qos), PAYLOAD])
+
+
+def broker_rate(port: int, count: int, qos: int) -> float:
+    """Messages/s a bare mosquitto_sub receives for the burst (first to last message)."""
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-p", str(port), "-t", "devices/+/sensor", "-q", str(qos)]
+        + ["-C", str(count), "-F", "%U"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)  # mosquitto_sub gives no signal when subscribed; a short head start
+    publisher = publish(port, count, qos)
+    out, _ = sub.communicate(timeout=300)
+    publisher.wait(60)
+    stamps = [float(line) for line in out.split()]
+    return (count - 1) / (stamps[-1] - stamps[0])
+
+
+def counts(http_port: int) -> tuple[int, int]:
+    """(messages_received, messages_stored) from /api/stats."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/stats", timeout=5) as r:  # noqa: S310
+        stats = json.load(r)
+    return int(stats["messages_received"]), int(stats["messages_stored"])
+
+
+def stored_rate(port: int, count: int, qos: int, workdir: Path) -> float:
+    """Messages/s mqtthub stores for the burst, from first publish to last commit."""
+    http_port = free_port()
+    env = {
+        **os.environ,
+        "MQTTHUB_BROKER_URL": f"mqtt://127.0.0.1:{port}",
+        "MQTTHUB_HTTP_PORT": str(http_port),
+        "MQTTHUB_LOG_LEVEL": "WARNING",
+    }
+    serve = subprocess.Popen([sys.executable, "-m", "mqtthub", "serve"], cwd=workdir, env=env)
+    try:
+        wait_for(lambda: listening(http_port), 30, "serve to start")
+        wait_for(lambda: _healthy(http_port), 30, "serve to connect")
+        publisher = publish(port, count, qos)
+        wait_for(lambda: counts(http_port)[0] > 0, 60, "the first message")
+        started = time.perf_counter()  # like broker_rate: from the first message on
+        wait_for(lambda: counts(http_port)[1] >= count, 300, f"{count} messages stored")
+        elapsed = time.perf_counter() - started
+        publisher.wait(60)
+        return count / elapsed
+    finally:
+        serve.terminate()
+        serve.wait(30)
+
+
+def _healthy(http_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2):  # noqa: S310
+            return True
+    except OSError:
+        return False
+
+
+def main() -> None:
+    """Run both measurements and print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
+            "max_inflight_messages 0\nuser root\n"
+        )
+        broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: listening(port), 10, "mosquitto to start")
+            baseline = broker_rate(port, args.messages, args.qos)
+            ours = stored_rate(port, args.messages, args.qos, workdir)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+    result = {
+        "messages": args.messages,
+        "qos": args.qos,
+        "broker_rate": round(baseline),
+        "stored_rate": round(ours),
+        "ratio": round(ours / baseline, 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
