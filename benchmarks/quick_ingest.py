@@ -74,7 +74,9 @@ def listening(port: int) -> bool:
 
 def publish(port: int, count: int, qos: int) -> subprocess.Popen[bytes]:
     """Start the publisher process."""
-    return subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(count), str(qos), PAYLOAD])
+    return subprocess.Popen(
+        [sys.executable, "-c", PUBLISHER, str(port), str(count), str(qos), PAYLOAD]
+    )
 
 
 def broker_rate(port: int, count: int, qos: int) -> float:
