@@ -82,8 +82,19 @@ def publish(port: int, count: int, qos: int) -> subprocess.Popen[bytes]:
 def broker_rate(port: int, count: int, qos: int) -> float:
     """Messages/s a bare mosquitto_sub receives for the burst (first to last message)."""
     sub = subprocess.Popen(
-        ["mosquitto_sub", "-p", str(port), "-t", "devices/+/sensor", "-q", str(qos)]
-        + ["-C", str(count), "-F", "%U"],
+        [
+            "mosquitto_sub",
+            "-p",
+            str(port),
+            "-t",
+            "devices/+/sensor",
+            "-q",
+            str(qos),
+            "-C",
+            str(count),
+            "-F",
+            "%U",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -97,7 +108,7 @@ def broker_rate(port: int, count: int, qos: int) -> float:
 
 def counts(http_port: int) -> tuple[int, int]:
     """(messages_received, messages_stored) from /api/stats."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/stats", timeout=5) as r:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/stats", timeout=5) as r:
         stats = json.load(r)
     return int(stats["messages_received"]), int(stats["messages_stored"])
 
@@ -129,7 +140,7 @@ def stored_rate(port: int, count: int, qos: int, workdir: Path) -> float:
 
 def _healthy(http_port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2):  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2):
             return True
     except OSError:
         return False
