@@ -79,6 +79,7 @@ class Accepted:
         ts: when the device says it happened, else when the server received it.
         readings: numeric values (sensor messages, and numbers in heartbeats).
         status: the reported status, for status messages.
+        timed: True when the payload carried its own ``ts``.
     """
 
     device_id: str
@@ -86,6 +87,7 @@ class Accepted:
     ts: float
     readings: tuple[Reading, ...] = ()
     status: Status | None = None
+    timed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,26 +185,30 @@ def _parse_sensor(device_id: str, payload: bytes, received_at: float) -> Accepte
             Reason.NO_READINGS, "no numeric or boolean values in the payload"
         )
     assert latest is not None
-    return Accepted(device_id, Kind.SENSOR, latest, tuple(readings))
+    timed = any("ts" in item for item in items)
+    return Accepted(device_id, Kind.SENSOR, latest, tuple(readings), timed=timed)
 
 
 def _parse_status(device_id: str, payload: bytes, received_at: float) -> Accepted:
     text = _decode(payload).strip()
     value: Any = text
     ts = received_at
+    timed = False
     if text.startswith(("{", '"')):
         document = _load_json(payload)
         if isinstance(document, dict):
             _check_device_id(device_id, document)
             ts = _timestamp(document, received_at)
             value = document.get("status")
+            timed = "ts" in document
         else:
             value = document
     if not isinstance(value, str) or value.strip().lower() not in Status.__members__.values():
         raise _InvalidPayloadError(
             Reason.INVALID_STATUS, f"status must be 'online' or 'offline', got {value!r:.80}"
         )
-    return Accepted(device_id, Kind.STATUS, ts, status=Status(value.strip().lower()))
+    status = Status(value.strip().lower())
+    return Accepted(device_id, Kind.STATUS, ts, status=status, timed=timed)
 
 
 def _parse_heartbeat(device_id: str, payload: bytes, received_at: float) -> Accepted:
@@ -214,7 +220,8 @@ def _parse_heartbeat(device_id: str, payload: bytes, received_at: float) -> Acce
         return Accepted(device_id, Kind.HEARTBEAT, received_at)
     _check_device_id(device_id, document)
     ts = _timestamp(document, received_at)
-    return Accepted(device_id, Kind.HEARTBEAT, ts, tuple(_readings(document, ts)))
+    readings = tuple(_readings(document, ts))
+    return Accepted(device_id, Kind.HEARTBEAT, ts, readings, timed="ts" in document)
 
 
 def _decode(payload: bytes) -> str:
