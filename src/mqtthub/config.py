@@ -26,6 +26,13 @@ DEFAULT_DATABASE_URL = "sqlite:///data/mqtthub.db"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+class Delivery(StrEnum):
+    """When ``serve`` acknowledges a QoS 1 message to the broker."""
+
+    AT_LEAST_ONCE = "at_least_once"  # after the batch holding it is committed
+    AT_MOST_ONCE = "at_most_once"  # on receipt: faster, loses what a crash interrupts
+
+
 class EmbeddedBroker(StrEnum):
     """When ``serve`` starts its own broker."""
 
@@ -86,6 +93,12 @@ class Settings(BaseSettings):
     tls_insecure: bool = False
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
     keepalive: int = Field(default=60, ge=5, le=65535)
+    session_expiry: int = Field(default=3600, ge=0, le=0xFFFFFFFF)
+    delivery: Delivery = Delivery.AT_LEAST_ONCE
+    reconnect_base: float = Field(default=1.0, gt=0, le=3600)
+    reconnect_cap: float = Field(default=60.0, gt=0, le=86400)
+    heartbeat_timeout: float | None = Field(default=None, gt=0)
+    missed_heartbeats: int = Field(default=3, ge=1, le=100)
     topic_prefix: str = "devices"
     embedded_broker: EmbeddedBroker = EmbeddedBroker.AUTO
 
@@ -176,12 +189,32 @@ class Settings(BaseSettings):
         """The database URL with the driver SQLAlchemy should use."""
         return normalize_database_url(self.database_url)
 
-    def effective_client_id(self) -> str:
-        """The configured client id, or a fresh unique ``mqtthub-<host>-<random>``."""
+    @property
+    def persistent_session(self) -> bool:
+        """True when the broker should keep our session (and queue messages) while we are away."""
+        return self.session_expiry > 0 and self.delivery is Delivery.AT_LEAST_ONCE
+
+    def effective_client_id(self, state_dir: Path = Path("data")) -> str:
+        """The client id to connect with.
+
+        ``MQTTHUB_CLIENT_ID`` when set. Otherwise ``mqtthub-<host>-<random>``: fresh for
+        each run without a persistent session; with one, created once and kept in
+        ``<state_dir>/client-id`` so the broker recognises this instance after a restart.
+        """
         if self.client_id:
             return self.client_id
         host = socket.gethostname().split(".")[0][:24] or "host"
-        return f"mqtthub-{host}-{os.urandom(4).hex()}"
+        fresh = f"mqtthub-{host}-{os.urandom(4).hex()}"
+        if not self.persistent_session:
+            return fresh
+        path = state_dir / "client-id"
+        if path.exists():
+            stored = path.read_text().strip()
+            if stored:
+                return stored
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(fresh + "\n")
+        return fresh
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,13 +31,17 @@ class ConnectRefusedError(BrokerError):
         code: the CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5).
         reason: a stable snake_case name for the code, e.g. ``not_authorized``.
         permanent: True when retrying quickly cannot help (bad credentials, banned, ...).
+        server_reference: where a redirecting broker (0x9C/0x9D) sends us, if it says.
     """
 
-    def __init__(self, *, code: int, reason: str, permanent: bool) -> None:
+    def __init__(
+        self, *, code: int, reason: str, permanent: bool, server_reference: str | None = None
+    ) -> None:
         super().__init__(f"broker refused the connection: {reason} (code {code})")
         self.code = code
         self.reason = reason
         self.permanent = permanent
+        self.server_reference = server_reference
 
 
 class StoreError(MqttHubError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status, parse
+from mqtthub.presence import PresenceEngine, Transition
 
 # Dead letters keep at most this much of an oversized payload.
 DEAD_LETTER_PAYLOAD_LIMIT = 4096
@@ -29,6 +30,7 @@ class RawMessage:
         received_at: server receive time, epoch seconds.
         ack: resolved once the message's batch is committed; the transport then sends
             the acknowledgement (None for QoS 0 messages that need none).
+        dup: True when the broker marks this as a redelivery of an earlier attempt.
     """
 
     topic: str
@@ -37,17 +39,19 @@ class RawMessage:
     retain: bool
     received_at: float
     ack: Any = None
+    dup: bool = False
 
 
 @dataclass(slots=True)
 class DeviceUpdate:
-    """What a batch learned about one device."""
+    """What a batch learned about one device (status as the presence engine ends it)."""
 
     device_id: str
     first_seen: float
     last_seen: float
     last_message_type: Kind
     status: Status
+    heartbeat_interval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class Batch:
     devices: dict[str, DeviceUpdate] = field(default_factory=dict)
     readings: list[tuple[str, str, float, float]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
     accepted_by_kind: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -104,14 +109,21 @@ def parse_all(messages: Sequence[RawMessage], *, prefix: str, max_payload: int) 
 
 
 def build_batch(
-    parsed: Sequence[Parsed], *, is_registered: Callable[[str], bool] | None = None
+    parsed: Sequence[Parsed],
+    *,
+    presence: PresenceEngine,
+    is_registered: Callable[[str], bool] | None = None,
+    already_stored: Callable[[Parsed], bool] | None = None,
 ) -> Batch:
     """Turn parsed messages into one batch of database work.
 
     Args:
         parsed: messages in arrival order.
+        presence: the presence engine; it sees every accepted message in order.
         is_registered: when given (auto-registration off), messages from devices it
             does not know become ``unknown_device`` dead letters.
+        already_stored: tells whether a redelivered message's readings were stored
+            before; those readings are skipped (presence still counts the message).
     """
     batch = Batch()
     for item in parsed:
@@ -126,24 +138,45 @@ def build_batch(
         if isinstance(result, Rejected):
             batch.dead_letters.append(_dead_letter(item.raw, result))
             continue
-        _apply(batch, item.raw, result)
+        duplicate = already_stored is not None and already_stored(item)
+        _apply(batch, item.raw, result, presence, store_readings=not duplicate)
     return batch
 
 
-def _apply(batch: Batch, raw: RawMessage, message: Accepted) -> None:
+def _apply(
+    batch: Batch,
+    raw: RawMessage,
+    message: Accepted,
+    presence: PresenceEngine,
+    *,
+    store_readings: bool,
+) -> None:
     batch.accepted_by_kind[message.kind] += 1
-    status = message.status if message.status is not None else Status.ONLINE
-    update = batch.devices.get(message.device_id)
+    device_id = message.device_id
+    transition = presence.observe(message, received_at=raw.received_at, retained=raw.retain)
+    if transition is not None:
+        batch.transitions.append(transition)
+    state = presence.devices[device_id]
+    update = batch.devices.get(device_id)
     if update is None:
-        batch.devices[message.device_id] = DeviceUpdate(
-            message.device_id, raw.received_at, raw.received_at, message.kind, status
+        batch.devices[device_id] = DeviceUpdate(
+            device_id,
+            raw.received_at,
+            raw.received_at,
+            message.kind,
+            state.status,
+            state.learned_interval,
         )
     else:
-        update.last_seen = max(update.last_seen, raw.received_at)
+        if not raw.retain:
+            update.last_seen = max(update.last_seen, raw.received_at)
         update.last_message_type = message.kind
-        update.status = status
-    device_id = message.device_id
-    batch.readings.extend((device_id, metric, ts, value) for metric, value, ts in message.readings)
+        update.status = state.status
+        update.heartbeat_interval = state.learned_interval
+    if store_readings:
+        batch.readings.extend(
+            (device_id, metric, ts, value) for metric, value, ts in message.readings
+        )
 
 
 def _dead_letter(raw: RawMessage, rejected: Rejected) -> DeadLetter:

@@ -13,21 +13,28 @@ from typing import Any
 
 import uvicorn
 
-from mqtthub.config import Settings, build_ssl_context
+from mqtthub.config import Delivery, Settings, build_ssl_context
 from mqtthub.errors import MqttHubError
 from mqtthub.messages import subscriptions
 from mqtthub.pipeline import RawMessage
+from mqtthub.presence import PresenceEngine
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
 from mqtthub.store.writer import BatchWriter
 from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.history import ConnectionEvent, ConnectionHistory
 from mqtthub.web.app import create_app
 from mqtthub.web.runtime import Runtime
 
 log = logging.getLogger("mqtthub")
 SHUTDOWN_BUDGET_S = 8.0
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not record a connection event: %s", future.exception())
 
 
 class _Server(uvicorn.Server):
@@ -99,25 +106,42 @@ class Service:
             store=store,
             queue=self.queue,
             stats=self.stats,
+            presence=PresenceEngine(
+                default_timeout=settings.heartbeat_timeout,
+                missed_intervals=settings.missed_heartbeats,
+            ),
             prefix=settings.topic_prefix,
             max_payload=settings.max_payload,
             auto_register=settings.auto_register,
             batch_size=settings.batch_size,
+            redelivery_window=float(max(settings.session_expiry, 3600)),
         )
-        transport = MqttTransport(
+        await writer.load()
+        client_id = settings.effective_client_id()
+        self.history = ConnectionHistory(client_id)
+        self.transport = transport = MqttTransport(
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
-            client_id=settings.effective_client_id(),
+            client_id=client_id,
             topics=subscriptions(settings.topic_prefix),
             handler=self._on_message,
             keepalive=settings.keepalive,
-            backoff=Backoff(stable_after=settings.keepalive),
+            clean_start=not settings.persistent_session,
+            session_expiry=settings.session_expiry if settings.persistent_session else 0,
+            receive_maximum=min(65535, settings.queue_size),
+            backoff=Backoff(
+                base=settings.reconnect_base,
+                cap=settings.reconnect_cap,
+                stable_after=settings.keepalive,
+            ),
+            on_event=lambda event: self._on_connection_event(store, event),
         )
         runtime = Runtime(
             link=lambda: transport.state,
             db_error=lambda: writer.db_error,
             queue_depth=self.queue.qsize,
             stats=self.stats,
+            connection=self.history.as_dict,
         )
         app = create_app(store=store, runtime=runtime, api_token=settings.api_token)
         server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
@@ -169,9 +193,32 @@ class Service:
         """Ask the service to shut down (as SIGTERM does)."""
         self._stop.set()
 
-    async def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    async def _on_message(
+        self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool
+    ) -> None:
         self.stats.messages_received += 1
-        ack = asyncio.get_running_loop().create_future() if qos > 0 else None
-        await self.queue.put(RawMessage(topic, payload, qos, retain, time.time(), ack))
+        ack = None
+        if qos > 0 and self.settings.delivery is Delivery.AT_LEAST_ONCE:
+            ack = asyncio.get_running_loop().create_future()
+        message = RawMessage(topic, payload, qos, retain, time.time(), ack, dup)
+        if self.queue.full():
+            # Backpressure: stop reading until the writer makes room. QoS 1 messages stay
+            # unacknowledged at the broker; nothing is dropped here.
+            self.transport.pause_reading()
+            await self.queue.put(message)
+            self.transport.resume_reading()
+        else:
+            self.queue.put_nowait(message)
         if ack is not None:
             await ack
+
+    def _on_connection_event(self, store: Store, event: ConnectionEvent) -> None:
+        diagnosis = self.history.add(event)
+        if diagnosis is not None:
+            evidence = "; ".join(
+                f"{e.event} {e.reason} after {e.lasted} s" for e in diagnosis.evidence
+            )
+            log.error("%s: %s [evidence: %s]", diagnosis.reason, diagnosis.message, evidence)
+        row = {**event.as_dict(), "client_id": self.history.client_id}
+        task = asyncio.get_running_loop().run_in_executor(None, store.record_connection_event, row)
+        task.add_done_callback(_log_failure)

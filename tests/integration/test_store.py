@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 
 from mqtthub.messages import Reason
 from mqtthub.pipeline import Batch, DeadLetter, RawMessage, build_batch, parse_all
+from mqtthub.presence import PresenceEngine
 from mqtthub.store import queries
 from mqtthub.store.database import Store
 from mqtthub.store.schema import metadata
@@ -32,9 +33,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
+PRESENCE = PresenceEngine()
+
+
 def batch_of(*messages: tuple[str, str, float]) -> Batch:
     raw = [RawMessage(topic, payload.encode(), 1, False, at) for topic, payload, at in messages]
-    return build_batch(parse_all(raw, prefix="devices", max_payload=65536))
+    return build_batch(parse_all(raw, prefix="devices", max_payload=65536), presence=PRESENCE)
 
 
 T0 = 1_790_000_000.0

@@ -14,6 +14,7 @@ from mqtthub.pipeline import (
     build_batch,
     parse_all,
 )
+from mqtthub.presence import PresenceEngine
 
 T0 = 1_700_000_000.0
 MAX_PAYLOAD = 65536
@@ -29,7 +30,7 @@ def batch_of(
     is_registered: Callable[[str], bool] | None = None,
 ) -> Batch:
     parsed = parse_all(messages, prefix="devices", max_payload=max_payload)
-    return build_batch(parsed, is_registered=is_registered)
+    return build_batch(parsed, presence=PresenceEngine(), is_registered=is_registered)
 
 
 def test_parse_all_keeps_order_and_raw_messages() -> None:

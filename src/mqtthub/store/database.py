@@ -7,20 +7,41 @@ thread pool, never from the event loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, case, create_engine, event, select, text
+from sqlalchemy import (
+    Connection,
+    Double,
+    Engine,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from mqtthub.errors import StoreError
-from mqtthub.pipeline import Batch
-from mqtthub.store.schema import dead_letters, devices, latest_readings, readings
+from mqtthub.messages import Reading, Status
+from mqtthub.pipeline import Batch, DeadLetter, DeviceUpdate
+from mqtthub.presence import DeviceState, Transition
+from mqtthub.store.schema import (
+    connection_events,
+    dead_letters,
+    devices,
+    latest_readings,
+    presence_events,
+)
+from mqtthub.store.schema import readings as readings_table
 
 log = logging.getLogger("mqtthub.store")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -45,7 +66,7 @@ class Store:
         self.dialect = engine.dialect.name
         self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
         self._readings_sql, self._readings_named = self._compile(
-            self._insert(readings).on_conflict_do_nothing()
+            self._insert(readings_table).on_conflict_do_nothing()
         )
 
     @classmethod
@@ -105,31 +126,105 @@ class Store:
         """Write one batch in one transaction; redelivered readings are ignored."""
         with self.engine.begin() as connection:
             if batch.devices:
-                device_rows = [_device_row(update) for update in batch.devices.values()]
-                connection.execute(self._device_upsert(), device_rows)
+                rows = [_device_row(update) for update in batch.devices.values()]
+                connection.execute(self._insert(devices).on_conflict_do_nothing(), rows)
+                connection.execute(_DEVICE_SEEN, [_seen_row(u) for u in batch.devices.values()])
+            if batch.transitions:
+                self._write_transitions(connection, batch.transitions)
             if batch.readings:
                 # The hot path: one executemany of plain tuples, without per-row processing.
-                rows: list[Any] = batch.readings
+                readings_rows: list[Any] = batch.readings
                 if self._readings_named:
-                    rows = [dict(zip(READING_COLUMNS, row, strict=True)) for row in rows]
-                connection.exec_driver_sql(self._readings_sql, rows)
+                    readings_rows = [
+                        dict(zip(READING_COLUMNS, r, strict=True)) for r in readings_rows
+                    ]
+                connection.exec_driver_sql(self._readings_sql, readings_rows)
                 connection.execute(self._latest_upsert(), _latest_rows(batch.readings))
             if batch.dead_letters:
                 connection.execute(
-                    dead_letters.insert(),
-                    [
-                        {
-                            "received_at": d.received_at,
-                            "topic": d.topic,
-                            "payload": d.payload,
-                            "payload_size": d.payload_size,
-                            "reason": str(d.reason),
-                            "detail": d.detail,
-                            "device_id": d.device_id,
-                        }
-                        for d in batch.dead_letters
-                    ],
+                    dead_letters.insert(), [_dead_letter_row(d) for d in batch.dead_letters]
                 )
+
+    def write_transitions(self, transitions: Sequence[Transition]) -> None:
+        """Store presence changes that came from the clock (heartbeat timeouts)."""
+        with self.engine.begin() as connection:
+            self._write_transitions(connection, transitions)
+
+    @staticmethod
+    def _write_transitions(connection: Connection, transitions: Sequence[Transition]) -> None:
+        connection.execute(
+            _DEVICE_STATUS,
+            [
+                {"b_id": t.device_id, "status": str(t.status), "reason": str(t.reason), "at": t.at}
+                for t in transitions
+            ],
+        )
+        connection.execute(
+            presence_events.insert(),
+            [
+                {
+                    "device_id": t.device_id,
+                    "at": t.at,
+                    "status": str(t.status),
+                    "reason": str(t.reason),
+                    "detail": t.detail,
+                }
+                for t in transitions
+            ],
+        )
+
+    def record_connection_event(self, event: dict[str, Any]) -> None:
+        """Store one connection event (connected, disconnected, refused)."""
+        with self.engine.begin() as connection:
+            connection.execute(connection_events.insert(), [event])
+
+    def presence_states(self) -> dict[str, DeviceState]:
+        """Every device's stored presence, to seed the presence engine at start-up."""
+        query = select(
+            devices.c.id,
+            devices.c.status,
+            devices.c.last_seen,
+            devices.c.heartbeat_interval,
+            devices.c.heartbeat_timeout,
+        )
+        with self.engine.connect() as connection:
+            return {
+                row.id: DeviceState(
+                    Status(row.status),
+                    row.last_seen,
+                    heartbeat_timeout=row.heartbeat_timeout,
+                    learned_interval=row.heartbeat_interval,
+                )
+                for row in connection.execute(query)
+            }
+
+    def has_readings(self, device_id: str, readings: Sequence[Reading], since: float) -> bool:
+        """True when every one of ``readings`` (same values, one shared time) is stored.
+
+        Used for redelivered messages without a device timestamp: their readings got
+        the receive time of the first delivery, so they are found by value.
+        """
+        if not readings:
+            return False
+        metric, value, _ = readings[0]
+        with self.engine.connect() as connection:
+            candidates = connection.execute(
+                select(readings_table.c.ts).where(
+                    readings_table.c.device_id == device_id,
+                    readings_table.c.metric == metric,
+                    readings_table.c.value == value,
+                    readings_table.c.ts >= since,
+                )
+            ).scalars()
+            for ts in candidates:
+                stored = connection.execute(
+                    select(readings_table.c.metric, readings_table.c.value).where(
+                        readings_table.c.device_id == device_id, readings_table.c.ts == ts
+                    )
+                ).all()
+                if {(m, v) for m, v, _ in readings} <= {(m, v) for m, v in stored}:
+                    return True
+        return False
 
     def _compile(self, statement: Any) -> tuple[str, bool]:
         """SQL text for a statement and whether it takes named parameters."""
@@ -137,22 +232,6 @@ class Store:
         if compiled.positional:
             assert tuple(compiled.positiontup) == READING_COLUMNS, compiled.positiontup
         return str(compiled), not compiled.positional
-
-    def _device_upsert(self) -> Any:
-        statement = self._insert(devices)
-        new = statement.excluded
-        changed = devices.c.status != new.status
-        return statement.on_conflict_do_update(
-            index_elements=[devices.c.id],
-            set_={
-                "last_seen": new.last_seen,
-                "last_message_type": new.last_message_type,
-                "status": new.status,
-                "status_changed_at": case(
-                    (changed, new.status_changed_at), else_=devices.c.status_changed_at
-                ),
-            },
-        )
 
     def _latest_upsert(self) -> Any:
         statement = self._insert(latest_readings)
@@ -164,15 +243,63 @@ class Store:
         )
 
 
-def _device_row(update: Any) -> dict[str, Any]:
+def _device_row(update: DeviceUpdate) -> dict[str, Any]:
     return {
         "id": update.device_id,
         "status": str(update.status),
         "first_seen": update.first_seen,
         "last_seen": update.last_seen,
         "last_message_type": str(update.last_message_type),
-        "status_changed_at": update.last_seen,
+        "status_changed_at": update.first_seen,
+        "heartbeat_interval": update.heartbeat_interval,
     }
+
+
+def _seen_row(update: DeviceUpdate) -> dict[str, Any]:
+    return {
+        "b_id": update.device_id,
+        "last_seen": update.last_seen,
+        "last_message_type": str(update.last_message_type),
+        "heartbeat_interval": update.heartbeat_interval,
+    }
+
+
+def _dead_letter_row(dead: DeadLetter) -> dict[str, Any]:
+    return {
+        "received_at": dead.received_at,
+        "topic": dead.topic,
+        "payload": dead.payload,
+        "payload_size": dead.payload_size,
+        "reason": str(dead.reason),
+        "detail": dead.detail,
+        "device_id": dead.device_id,
+    }
+
+
+# Existing devices: newer last_seen wins; the learned heartbeat interval is kept up to date.
+_DEVICE_SEEN = (
+    update(devices)
+    .where(devices.c.id == bindparam("b_id"))
+    .values(
+        last_seen=case(
+            (bindparam("last_seen") > devices.c.last_seen, bindparam("last_seen")),
+            else_=devices.c.last_seen,
+        ),
+        last_message_type=bindparam("last_message_type"),
+        heartbeat_interval=func.coalesce(
+            bindparam("heartbeat_interval", type_=Double), devices.c.heartbeat_interval
+        ),
+    )
+)
+_DEVICE_STATUS = (
+    update(devices)
+    .where(devices.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("status"),
+        status_reason=bindparam("reason"),
+        status_changed_at=bindparam("at"),
+    )
+)
 
 
 def _latest_rows(rows: list[tuple[str, str, float, float]]) -> list[dict[str, Any]]:

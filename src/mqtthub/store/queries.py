@@ -6,7 +6,14 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from mqtthub.store.schema import dead_letters, devices, latest_readings, readings
+from mqtthub.store.schema import (
+    connection_events,
+    dead_letters,
+    devices,
+    latest_readings,
+    presence_events,
+    readings,
+)
 
 
 def list_devices(
@@ -76,5 +83,32 @@ def list_dead_letters(
     query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit).offset(offset)
     if reason:
         query = query.where(dead_letters.c.reason == reason)
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def device_events(
+    engine: Engine, device_id: str, *, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    """A device's presence transitions, newest first."""
+    query = (
+        select(
+            presence_events.c.at,
+            presence_events.c.status,
+            presence_events.c.reason,
+            presence_events.c.detail,
+        )
+        .where(presence_events.c.device_id == device_id)
+        .order_by(presence_events.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def stored_connection_events(engine: Engine, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest stored connection events (all instances that share the database)."""
+    query = select(connection_events).order_by(connection_events.c.id.desc()).limit(limit)
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]

@@ -29,6 +29,36 @@ devices = Table(
     Column("last_seen", Double, nullable=False),
     Column("last_message_type", String(16), nullable=False),
     Column("status_changed_at", Double, nullable=False),
+    Column("status_reason", String(32), nullable=True),
+    Column("heartbeat_interval", Double, nullable=True),
+    Column("heartbeat_timeout", Double, nullable=True),
+)
+
+presence_events = Table(
+    "presence_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_presence_events_device_at", "device_id", "at"),
+)
+
+connection_events = Table(
+    "connection_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("client_id", String(128), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("protocol", String(16), nullable=True),
+    Column("reason_code", Integer, nullable=True),
+    Column("reason", String(48), nullable=False),
+    Column("lasted", Double, nullable=True),
+    Column("detail", Text, nullable=False),
+    Index("ix_connection_events_at", "at"),
 )
 
 readings = Table(

@@ -2,7 +2,9 @@
 
 Batches close when they reach ``batch_size`` or when no more messages are waiting, so a
 message never waits longer than the commit before it (group commit). Blocking database
-work runs in one dedicated thread; the event loop only moves messages.
+work and the presence engine run in one dedicated thread; the event loop only moves
+messages. While the database is unavailable the batch is retried and nothing is
+acknowledged, so the bounded queue fills and the broker holds the rest.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from mqtthub.logutil import RateLimitedLog
-from mqtthub.messages import Reason, Rejected
+from mqtthub.messages import Accepted, Reason, Rejected
 from mqtthub.pipeline import Batch, Parsed, RawMessage, build_batch, parse_all
+from mqtthub.presence import PresenceEngine, Transition
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
 
 log = logging.getLogger("mqtthub.writer")
+presence_log = logging.getLogger("mqtthub.presence")
 RETRY_CAP_S = 5.0
+TICK_S = 0.25
+T = TypeVar("T")
 
 
 class BatchWriter:
@@ -34,29 +41,51 @@ class BatchWriter:
         store: Store,
         queue: asyncio.Queue[RawMessage],
         stats: Stats,
+        presence: PresenceEngine,
         prefix: str,
         max_payload: int,
         auto_register: bool,
         batch_size: int,
+        redelivery_window: float,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`."""
         self.store = store
         self.queue = queue
         self.stats = stats
+        self.presence = presence
         self.db_error: str | None = None
         self._prefix = prefix
         self._max_payload = max_payload
         self._auto_register = auto_register
         self._batch_size = batch_size
+        self._redelivery_window = redelivery_window
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
         self._dead_letter_log = RateLimitedLog(log)
+        self._presence_log = RateLimitedLog(presence_log, limit=20)
+
+    async def load(self) -> None:
+        """Seed the presence engine from the stored devices."""
+        states = await self._in_thread(self.store.presence_states)
+        for device_id, state in states.items():
+            self.presence.load(device_id, state)
+        log.info("presence loaded for %d devices", len(states))
 
     async def run(self) -> None:
-        """Write batches forever (cancel to stop; call :meth:`drain` to flush first)."""
+        """Write batches and expire presence deadlines forever (cancel to stop)."""
+        next_tick = time.monotonic() + TICK_S
         while True:
-            messages = [await self.queue.get()]
+            messages: list[RawMessage] = []
+            try:
+                timeout = max(0.0, next_tick - time.monotonic())
+                messages.append(await asyncio.wait_for(self.queue.get(), timeout))
+            except TimeoutError:
+                pass
             self._take_waiting(messages)
-            await self._commit(messages)
+            if messages:
+                await self._commit(messages)
+            if time.monotonic() >= next_tick:
+                await self._expire()
+                next_tick = time.monotonic() + TICK_S
 
     async def drain(self) -> None:
         """Write everything still queued (used on shutdown)."""
@@ -76,76 +105,77 @@ class BatchWriter:
             except asyncio.QueueEmpty:
                 return
 
-    async def _commit(self, messages: list[RawMessage]) -> None:
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+    async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def _retrying(self, function: Callable[..., T], *args: object) -> T:
+        """Run ``function`` in the writer thread until the database takes it."""
         delay = 0.25
         while True:
             try:
-                batch = await loop.run_in_executor(self._executor, self._write, messages)
-                break
+                result = await self._in_thread(function, *args)
             except (OperationalError, InterfaceError) as exc:
-                self._database_down(exc, len(messages), delay)
+                self._database_down(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP_S)
-            except SQLAlchemyError as exc:
-                log.error(
-                    "batch rejected by the database (%s); writing its messages one by one",
-                    _first_line(exc),
-                )
-                batch = await loop.run_in_executor(self._executor, self._write_each, messages)
-                break
-        if self.db_error is not None:
-            log.info("database available again")
-            self.db_error = None
+                continue
+            if self.db_error is not None:
+                log.info("database available again")
+                self.db_error = None
+            return result
+
+    async def _commit(self, messages: list[RawMessage]) -> None:
+        started = time.perf_counter()
+        batch = await self._retrying(self._prepare, messages)
+        try:
+            await self._retrying(self.store.write, batch)
+        except SQLAlchemyError as exc:
+            log.exception("the database rejected a batch; keeping its messages as dead letters")
+            batch = _rejected_batch(messages, _first_line(exc))
+            await self._retrying(self.store.write, batch)
         self._account(batch, time.perf_counter() - started)
         for message in messages:
             if message.ack is not None and not message.ack.done():
                 message.ack.set_result(None)
 
-    def _database_down(self, exc: DBAPIError, pending: int, delay: float) -> None:
+    def _prepare(self, messages: list[RawMessage]) -> Batch:
+        """Parse, look up what needs the database, then apply presence (writer thread)."""
+        parsed = parse_all(messages, prefix=self._prefix, max_payload=self._max_payload)
+        is_registered = None
+        if not self._auto_register:
+            ids = {p.result.device_id for p in parsed if isinstance(p.result, Accepted)}
+            is_registered = self.store.registered(ids).__contains__
+        duplicates = {id(item) for item in parsed if self._stored_before(item)}
+        return build_batch(
+            parsed,
+            presence=self.presence,
+            is_registered=is_registered,
+            already_stored=lambda item: id(item) in duplicates,
+        )
+
+    def _stored_before(self, item: Parsed) -> bool:
+        """A redelivered message without its own ts: were its readings stored already?"""
+        result = item.result
+        if not item.raw.dup or not isinstance(result, Accepted) or result.timed:
+            return False
+        since = item.raw.received_at - self._redelivery_window
+        return self.store.has_readings(result.device_id, result.readings, since)
+
+    async def _expire(self) -> None:
+        transitions = await self._in_thread(self.presence.expire, time.time())
+        if transitions:
+            await self._retrying(self.store.write_transitions, transitions)
+            self._log_transitions(transitions)
+
+    def _database_down(self, exc: DBAPIError) -> None:
         reason = _first_line(exc)
         if self.db_error is None:
             log.error(
-                "database unavailable: %s; holding %d messages unacknowledged, retrying",
+                "database unavailable: %s; holding %d queued messages unacknowledged, retrying",
                 reason,
-                pending,
+                self.queue.qsize(),
             )
-        else:
-            log.debug("database still unavailable; retrying in %.2f s", delay)
         self.db_error = reason
-
-    def _parse(self, messages: list[RawMessage]) -> list[Parsed]:
-        return parse_all(messages, prefix=self._prefix, max_payload=self._max_payload)
-
-    def _write(self, messages: list[RawMessage]) -> Batch:
-        parsed = self._parse(messages)
-        batch = build_batch(parsed, is_registered=self._registry_check(parsed))
-        self.store.write(batch)
-        return batch
-
-    def _write_each(self, messages: list[RawMessage]) -> Batch:
-        """Fallback after a rejected batch: store what the database takes, dead-letter the rest."""
-        total = Batch()
-        for item in self._parse(messages):
-            single = build_batch([item], is_registered=self._registry_check([item]))
-            try:
-                self.store.write(single)
-            except (OperationalError, InterfaceError):
-                raise
-            except SQLAlchemyError as exc:
-                rejected = Rejected(Reason.STORE_REJECTED, _first_line(exc))
-                single = build_batch([Parsed(item.raw, rejected)])
-                self.store.write(single)
-            total.accepted_by_kind.update(single.accepted_by_kind)
-            total.dead_letters.extend(single.dead_letters)
-        return total
-
-    def _registry_check(self, parsed: list[Parsed]) -> Callable[[str], bool] | None:
-        if self._auto_register:
-            return None
-        ids = {item.result.device_id for item in parsed if not isinstance(item.result, Rejected)}
-        return self.store.registered(ids).__contains__
 
     def _account(self, batch: Batch, seconds: float) -> None:
         stats = self.stats
@@ -159,6 +189,22 @@ class BatchWriter:
             self._dead_letter_log.warning(
                 "dead letter on %s: %s (%s)", dead.topic[:200], dead.reason, dead.detail
             )
+        self._log_transitions(batch.transitions)
+
+    def _log_transitions(self, transitions: list[Transition]) -> None:
+        for change in transitions:
+            self._presence_log.warning(
+                "device %s is %s (%s)%s",
+                change.device_id,
+                change.status,
+                change.reason,
+                f": {change.detail}" if change.detail else "",
+            )
+
+
+def _rejected_batch(messages: list[RawMessage], error: str) -> Batch:
+    parsed = [Parsed(m, Rejected(Reason.STORE_REJECTED, error)) for m in messages]
+    return build_batch(parsed, presence=PresenceEngine())
 
 
 def _first_line(exc: BaseException) -> str:

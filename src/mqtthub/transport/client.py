@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gmqtt
@@ -23,12 +23,16 @@ from mqtthub.config import BrokerEndpoint
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
+from mqtthub.transport.history import ConnectionEvent
 
 log = logging.getLogger("mqtthub.mqtt")
 
-#: Called for each incoming message with (topic, payload, qos, retain). It returns once
-#: the message may be acknowledged to the broker (for QoS 1: after it is committed).
-MessageHandler = Callable[[str, bytes, int, bool], Awaitable[None]]
+#: Called for each incoming message with (topic, payload, qos, retain, dup). It returns
+#: once the message may be acknowledged to the broker (for QoS 1: after it is committed).
+MessageHandler = Callable[[str, bytes, int, bool, bool], Awaitable[None]]
+#: Told about every connect, refusal, failure and disconnect.
+EventHandler = Callable[[ConnectionEvent], None]
+REDIRECTS = frozenset({"use_another_server", "server_moved"})
 
 PROTOCOL_NAMES = {MQTTv50: "MQTT 5", MQTTv311: "MQTT 3.1.1"}
 
@@ -75,13 +79,34 @@ class _Connection:
         self.client = client
         self.lost = asyncio.Event()
         self.lost_reason: int | None = None
+        self.server_reference: str | None = None
         self.suback: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        handler = client._package_handler
+        handle_connack = handler._handle_connack_packet
+
+        def capture_connack(cmd: int, packet: bytes) -> None:
+            # gmqtt drops the properties of a refused CONNACK; keep a server reference.
+            if len(packet) > 2 and packet[1] in (0x9C, 0x9D):
+                self.server_reference = self._reference(packet[2:])
+            handle_connack(cmd, packet)
+
+        handler._handle_connack_packet = capture_connack
+
+    def _reference(self, properties: bytes) -> str | None:
+        with contextlib.suppress(Exception):
+            parsed, _ = self.client._package_handler._parse_properties(properties)
+            values = (parsed or {}).get("server_reference")
+            if values:
+                return str(values[0])
+        return None
 
     def _on_disconnect(self, _client: Any, packet: Any = None, exc: Any = None) -> None:
         if isinstance(packet, bytes | bytearray) and packet:
             self.lost_reason = packet[0]
+            if packet[0] in (0x9C, 0x9D) and len(packet) > 1:
+                self.server_reference = self._reference(bytes(packet[1:]))
         self.lost.set()
 
     def _on_subscribe(self, _client: Any, _mid: int, granted: Sequence[int], _props: Any) -> None:
@@ -115,6 +140,8 @@ class MqttTransport:
         session_expiry: int = 0,
         connect_timeout: float = 5.0,
         backoff: Backoff | None = None,
+        receive_maximum: int | None = None,
+        on_event: EventHandler | None = None,
     ) -> None:
         """Configure the transport; nothing connects until :meth:`run`.
 
@@ -129,6 +156,8 @@ class MqttTransport:
             session_expiry: MQTT 5 session expiry interval in seconds.
             connect_timeout: how long to wait for TCP, TLS and CONNACK.
             backoff: reconnect policy (default: base 1 s, cap 60 s).
+            receive_maximum: MQTT 5 limit of unacknowledged QoS 1 messages in flight.
+            on_event: told about every connection event.
         """
         self.endpoint = endpoint
         self.client_id = client_id
@@ -140,6 +169,8 @@ class MqttTransport:
         self._session_expiry = session_expiry
         self._connect_timeout = connect_timeout
         self._backoff = backoff or Backoff(stable_after=keepalive)
+        self._receive_maximum = receive_maximum
+        self._on_event = on_event or (lambda _event: None)
         self._version = MQTTv50
         self._closing = asyncio.Event()
         self._current: _Connection | None = None
@@ -161,6 +192,25 @@ class MqttTransport:
             await self._current.close()
             self._current = None
 
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (backpressure: the broker holds the messages)."""
+        self._socket_transport(lambda transport: transport.pause_reading())
+
+    def resume_reading(self) -> None:
+        """Read from the socket again after :meth:`pause_reading`."""
+        self._socket_transport(lambda transport: transport.resume_reading())
+
+    def _socket_transport(self, action: Callable[[Any], None]) -> None:
+        connection = getattr(self._current.client, "_connection", None) if self._current else None
+        transport = getattr(connection, "_transport", None)
+        if transport is not None and not transport.is_closing():
+            with contextlib.suppress(RuntimeError):
+                action(transport)
+
+    def _emit(self, event: str, reason: str, **fields: Any) -> None:
+        protocol = fields.pop("protocol", PROTOCOL_NAMES[self._version])
+        self._on_event(ConnectionEvent(time.time(), event, reason, protocol, **fields))
+
     def _set_state(self, phase: str, reason: str | None = None) -> None:
         protocol = PROTOCOL_NAMES[self._version] if phase == "connected" else None
         self.state = LinkState(phase, reason, protocol, time.time(), self.endpoint.display())
@@ -172,6 +222,9 @@ class MqttTransport:
             connection = await self._connect()
         except ConnectRefusedError as refused:
             self._set_state("refused", refused.reason)
+            self._emit("refused", refused.reason, reason_code=refused.code, detail=str(refused))
+            if refused.reason in REDIRECTS and self._follow(refused.server_reference):
+                return 0.0
             delay = self._backoff.cap_delay() if refused.permanent else self._backoff.next_delay()
             log.error(
                 "connection refused by %s: %s (code %d); %s; retrying in %.0f s",
@@ -185,6 +238,7 @@ class MqttTransport:
         except (OSError, TimeoutError, BrokerError) as exc:
             reason = _failure_reason(exc)
             self._set_state("disconnected", reason)
+            self._emit("failed", reason, protocol=None, detail=_describe(exc))
             delay = self._backoff.next_delay()
             log.warning(
                 "cannot connect to %s: %s; retrying in %.1f s",
@@ -207,9 +261,29 @@ class MqttTransport:
             return 0.0
         reason = reasons.disconnect_reason(connection.lost_reason)
         self._set_state("disconnected", reason)
+        self._emit(
+            "disconnected",
+            reason,
+            reason_code=connection.lost_reason,
+            lasted=round(lasted, 3),
+            detail=reasons.describe_disconnect(reason, self.client_id),
+        )
+        if reason in REDIRECTS and self._follow(connection.server_reference):
+            return 0.0
         delay = self._backoff.next_delay()
         log.warning("disconnected: %s after %.1f s; reconnecting in %.1f s", reason, lasted, delay)
         return delay
+
+    def _follow(self, reference: str | None) -> bool:
+        """Switch to the broker a redirect names (``host`` or ``host:port``)."""
+        if not reference:
+            return False
+        target = reference.split()[0]
+        host, _, port = target.rpartition(":") if target.count(":") == 1 else (target, "", "")
+        endpoint = replace(self.endpoint, host=host or target, port=int(port or self.endpoint.port))
+        log.warning("broker redirects us to %s; following", target)
+        self.endpoint = endpoint
+        return True
 
     async def _connect(self) -> _Connection:
         """Connect with MQTT 5, falling back to 3.1.1 when the broker does not speak 5."""
@@ -250,9 +324,10 @@ class MqttTransport:
                 {connect, lost}, timeout=self._connect_timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if connect in done:
-                self._raise_connect_error(connect, version)
+                self._raise_connect_error(connect, version, connection)
                 log.info("connected (%s)", PROTOCOL_NAMES[version])
                 self._set_state("connected")
+                self._emit("connected", "connected", protocol=PROTOCOL_NAMES[version])
                 return connection
             if lost in done:
                 raise _NoConnackError("the broker closed the connection before answering CONNECT")
@@ -265,7 +340,9 @@ class MqttTransport:
             lost.cancel()
 
     @staticmethod
-    def _raise_connect_error(connect: asyncio.Future[Any], version: int) -> None:
+    def _raise_connect_error(
+        connect: asyncio.Future[Any], version: int, connection: _Connection
+    ) -> None:
         exc = connect.exception()
         if exc is None:
             return
@@ -273,7 +350,10 @@ class MqttTransport:
         if isinstance(exc, gmqtt.mqtt.handler.MQTTConnectError) and isinstance(code, int):
             reason = reasons.connack_reason(code, mqtt5=version == MQTTv50)
             raise ConnectRefusedError(
-                code=code, reason=reason, permanent=reason in reasons.PERMANENT
+                code=code,
+                reason=reason,
+                permanent=reason in reasons.PERMANENT,
+                server_reference=connection.server_reference,
             )
         raise exc
 
@@ -281,6 +361,8 @@ class MqttTransport:
         properties: dict[str, Any] = {}
         if version == MQTTv50 and self._session_expiry:
             properties["session_expiry_interval"] = self._session_expiry
+        if version == MQTTv50 and self._receive_maximum:
+            properties["receive_maximum"] = self._receive_maximum
         gmqtt_log = logging.getLogger("mqtthub.mqtt.gmqtt")
         client = _ManagedClient(
             self.client_id,
@@ -298,7 +380,8 @@ class MqttTransport:
     async def _on_message(
         self, _client: Any, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
     ) -> int:
-        await self._handler(topic, payload, qos, bool(properties.get("retain")))
+        retain, dup = bool(properties.get("retain")), bool(properties.get("dup"))
+        await self._handler(topic, payload, qos, retain, dup)
         return 0
 
     async def _subscribe(self, connection: _Connection) -> None:

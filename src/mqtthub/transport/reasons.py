@@ -77,3 +77,15 @@ def disconnect_reason(code: int | None) -> str:
     if code is None:
         return "connection_lost"
     return REASON_V5.get(code, f"code_{code:#x}")
+
+
+def describe_disconnect(reason: str, client_id: str) -> str:
+    """A sentence for people about why the broker connection ended."""
+    return {
+        "client_id_conflict": f"another client connected with client id {client_id}; every "
+        "instance needs its own MQTTHUB_CLIENT_ID",
+        "keepalive_timeout": "the broker heard nothing within 1.5 x keepalive",
+        "connection_lost": "the connection closed without a DISCONNECT from the broker",
+        "server_shutting_down": "the broker is shutting down",
+        "session_taken_over": f"another client took over the session of {client_id}",
+    }.get(reason, f"the broker disconnected us: {reason}")

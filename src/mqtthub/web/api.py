@@ -51,12 +51,24 @@ class Device(BaseModel):
     last_seen: str
     last_message_type: str
     status_changed_at: str
+    status_reason: str | None
+    heartbeat_interval: float | None
+    heartbeat_timeout: float | None
 
 
 class DeviceDetail(Device):
     """A device with its newest value of each metric."""
 
     latest: dict[str, LatestValue]
+
+
+class PresenceEvent(BaseModel):
+    """One presence transition with its reason."""
+
+    at: str
+    status: Literal["online", "offline"]
+    reason: str
+    detail: str
 
 
 class ReadingOut(BaseModel):
@@ -154,6 +166,33 @@ def get_readings(
         limit=limit,
     )
     return [{"metric": r["metric"], "ts": iso(r["ts"]), "value": r["value"]} for r in rows]
+
+
+@router.get("/devices/{device_id}/events", response_model=list[PresenceEvent], tags=["devices"])
+def get_device_events(
+    device_id: str, store: StoreDep, limit: Limit = 100, offset: Offset = 0
+) -> list[dict[str, Any]]:
+    """A device's presence transitions (online/offline with the reason), newest first."""
+    if queries.get_device(store.engine, _checked_id(device_id)) is None:
+        raise HTTPException(404, "no such device")
+    rows = queries.device_events(store.engine, device_id, limit=limit, offset=offset)
+    for row in rows:
+        row["at"] = iso(row["at"])
+    return rows
+
+
+@router.get("/connection", tags=["health"])
+def get_connection(runtime: RuntimeDep) -> dict[str, Any]:
+    """The MQTT connection now, its last 50 events (newest first) and counts by reason."""
+    link = runtime.link()
+    return {
+        "state": link.phase,
+        "reason": link.reason,
+        "protocol": link.protocol,
+        "broker": link.broker,
+        "since": iso(link.since),
+        **runtime.connection(),
+    }
 
 
 @router.get("/stats", tags=["health"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mqtthub.stats import Stats
 from mqtthub.transport.client import LinkState
@@ -17,3 +18,4 @@ class Runtime:
     db_error: Callable[[], str | None]
     queue_depth: Callable[[], int]
     stats: Stats
+    connection: Callable[[], dict[str, Any]]
