@@ -33,6 +33,14 @@ class Delivery(StrEnum):
     AT_MOST_ONCE = "at_most_once"  # on receipt: faster, loses what a crash interrupts
 
 
+class MqttVersion(StrEnum):
+    """Which MQTT protocol version to speak."""
+
+    AUTO = "auto"  # MQTT 5, falling back to 3.1.1 when the broker refuses 5
+    V5 = "5"
+    V311 = "3.1.1"
+
+
 class EmbeddedBroker(StrEnum):
     """When ``serve`` starts its own broker."""
 
@@ -92,7 +100,8 @@ class Settings(BaseSettings):
     client_key: Path | None = None
     tls_insecure: bool = False
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
-    keepalive: int = Field(default=60, ge=5, le=65535)
+    keepalive: int = Field(default=60, ge=1, le=65535)
+    mqtt_version: MqttVersion = MqttVersion.AUTO
     session_expiry: int = Field(default=3600, ge=0, le=0xFFFFFFFF)
     delivery: Delivery = Delivery.AT_LEAST_ONCE
     reconnect_base: float = Field(default=1.0, gt=0, le=3600)

@@ -135,6 +135,7 @@ class Service:
                 stable_after=settings.keepalive,
             ),
             on_event=lambda event: self._on_connection_event(store, event),
+            mqtt_version=settings.mqtt_version,
         )
         runtime = Runtime(
             link=lambda: transport.state,

@@ -19,7 +19,7 @@ from typing import Any
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
-from mqtthub.config import BrokerEndpoint
+from mqtthub.config import BrokerEndpoint, MqttVersion
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
@@ -142,6 +142,7 @@ class MqttTransport:
         backoff: Backoff | None = None,
         receive_maximum: int | None = None,
         on_event: EventHandler | None = None,
+        mqtt_version: MqttVersion = MqttVersion.AUTO,
     ) -> None:
         """Configure the transport; nothing connects until :meth:`run`.
 
@@ -158,6 +159,7 @@ class MqttTransport:
             backoff: reconnect policy (default: base 1 s, cap 60 s).
             receive_maximum: MQTT 5 limit of unacknowledged QoS 1 messages in flight.
             on_event: told about every connection event.
+            mqtt_version: ``auto`` tries MQTT 5 and falls back to 3.1.1; or fixed.
         """
         self.endpoint = endpoint
         self.client_id = client_id
@@ -171,7 +173,8 @@ class MqttTransport:
         self._backoff = backoff or Backoff(stable_after=keepalive)
         self._receive_maximum = receive_maximum
         self._on_event = on_event or (lambda _event: None)
-        self._version = MQTTv50
+        self._version = MQTTv311 if mqtt_version is MqttVersion.V311 else MQTTv50
+        self._may_fall_back = mqtt_version is MqttVersion.AUTO
         self._closing = asyncio.Event()
         self._current: _Connection | None = None
         self.state = LinkState("starting", None, None, time.time(), endpoint.display())
@@ -293,7 +296,8 @@ class MqttTransport:
             refused_v5 = (
                 isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
             )
-            if self._version != MQTTv50 or not (refused_v5 or isinstance(exc, _NoConnackError)):
+            fallback_case = refused_v5 or isinstance(exc, _NoConnackError)
+            if self._version != MQTTv50 or not self._may_fall_back or not fallback_case:
                 raise
         log.info("broker does not accept MQTT 5, falling back to MQTT 3.1.1")
         self._version = MQTTv311
