@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     client_key: Path | None = None
     tls_insecure: bool = False
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
-    keepalive: int = Field(default=60, ge=1, le=65535)
+    keepalive: int = Field(default=60, ge=5, le=65535)
     mqtt_version: MqttVersion = MqttVersion.AUTO
     session_expiry: int = Field(default=3600, ge=0, le=0xFFFFFFFF)
     delivery: Delivery = Delivery.AT_LEAST_ONCE

@@ -9,10 +9,12 @@ A device is ``online`` or ``offline`` and every change has a reason:
 * ``activity``: any message from an offline device brings it back online;
 * ``manual``: an operator set it.
 
-Status messages carry time order: an ``offline`` that is older than the device's last
-activity, or a retained one replayed by the broker while the device is active, does not
-flip it. The heartbeat deadline is configured per device or globally, or learned: the
-median of recent heartbeat intervals times ``missed_intervals``.
+Status messages carry time order: an ``offline`` older than the device's last activity,
+or a retained one without ``ts`` replayed by the broker for a known device, does not flip
+it (the heartbeat deadline still catches a device that is really gone). A retained
+reading or heartbeat registers a new device but does not claim it is online. The
+heartbeat deadline is configured per device or globally, or learned: the median of recent
+heartbeat intervals times ``missed_intervals``.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class PresenceEngine:
             return None  # a replayed old message says nothing about now
         if state is None:
             state = self.devices[message.device_id] = DeviceState(Status.OFFLINE, received_at)
+            if retained and message.kind is not Kind.STATUS:
+                return None  # registered, but a replayed reading says nothing about now
         self._record_activity(state, message.kind, received_at)
         if state.status is Status.ONLINE:
             return None
@@ -116,10 +120,11 @@ class PresenceEngine:
         if state is None:
             self.devices[message.device_id] = DeviceState(Status.OFFLINE, received_at)
             return Transition(message.device_id, Status.OFFLINE, reason, received_at, "first seen")
-        if retained:
-            return None  # a retained offline replayed on subscribe is stale by nature
-        if device_said_when and message.ts < state.last_activity:
-            return None  # late: the device was active after it said it went offline
+        if device_said_when:
+            if message.ts < state.last_activity:
+                return None  # late: the device was active after it said it went offline
+        elif retained:
+            return None  # a replay without a time cannot overrule a known device
         if state.status is Status.OFFLINE:
             return None
         state.status = Status.OFFLINE

@@ -24,7 +24,7 @@ from mqtthub.store.writer import BatchWriter
 from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import MqttTransport
-from mqtthub.transport.history import ConnectionEvent, ConnectionHistory
+from mqtthub.transport.history import SHORT_SESSION_S, ConnectionEvent, ConnectionHistory
 from mqtthub.web.app import create_app
 from mqtthub.web.runtime import Runtime
 
@@ -76,6 +76,7 @@ class Service:
         self.stats = Stats()
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=settings.queue_size)
         self._stop = asyncio.Event()
+        self._stable_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Run until a signal arrives, then shut down in order within ~10 s.
@@ -214,6 +215,14 @@ class Service:
             await ack
 
     def _on_connection_event(self, store: Store, event: ConnectionEvent) -> None:
+        if self._stable_timer is not None:
+            self._stable_timer.cancel()
+            self._stable_timer = None
+        if event.event == "connected":
+            # A connection that outlives the conflict window clears an earlier diagnosis.
+            self._stable_timer = asyncio.get_running_loop().call_later(
+                SHORT_SESSION_S, self.history.stable
+            )
         diagnosis = self.history.add(event)
         if diagnosis is not None:
             evidence = "; ".join(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from support.fake_broker import FakeBroker
-from support.mosquitto import MosquittoBroker, MosquittoFactory
+from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
 from support.serve import ServeProcess, wait_until
 
 UNLIMITED_QUEUE = "max_queued_messages 0\n"
@@ -213,3 +213,123 @@ def test_wrong_password_is_not_retried_in_a_tight_loop(
         attempts = len(re.findall(r"connecting to 127\.0\.0\.1", serve.log_text()))
         assert 1 <= attempts <= 5
         assert serve.get("/healthz").json()["reason"] == "not_authorized"
+
+
+def device(serve: ServeProcess, device_id: str) -> dict[str, Any] | None:
+    response = serve.get(f"/api/devices/{device_id}")
+    return response.json() if response.status_code == 200 else None
+
+
+def offline(serve: ServeProcess, device_id: str) -> dict[str, Any] | None:
+    found = device(serve, device_id)
+    return found if found and found["status"] == "offline" else None
+
+
+def test_device_killed_goes_offline_by_its_last_will(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A device with a last will dies: offline (last_will) within keepalive x 1.5 + 1 s."""
+    keepalive = 5  # the smallest mosquitto_sub accepts
+    with serve_for(mosquitto, tmp_path / "serve") as serve:
+        device_process = subprocess.Popen(
+            [
+                *("mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port)),
+                *("-i", "esp-will", "-k", str(keepalive), "-t", "devices/will1/command"),
+                *("--will-topic", "devices/will1/status", "--will-payload", "offline"),
+                *("--will-qos", "1"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            mosquitto_pub(mosquitto, "devices/will1/status", "online")
+            wait_until(
+                lambda: (d := device(serve, "will1")) and d["status"] == "online", what="online"
+            )
+            wait_until(lambda: "esp-will" in mosquitto.log_text(), what="the device connected")
+            watcher = subprocess.Popen(
+                [
+                    *("mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port)),
+                    *("-i", "will-watcher", "-t", "devices/will1/status", "-C", "1", "-F", "%U"),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            wait_until(lambda: "will-watcher 0 devices/will1" in mosquitto.log_text(), what="sub")
+            device_process.send_signal(signal.SIGSTOP)  # hangs like a crashed ESP: no FIN
+            frozen_at = time.time()
+            found = wait_until(lambda: offline(serve, "will1"), timeout=30, what="offline")
+            seen_at = time.time()
+            will_published_at = float(watcher.communicate(timeout=10)[0])
+        finally:
+            device_process.kill()
+            device_process.wait()
+        assert found["status_reason"] == "last_will"
+        # mqtthub's part: offline as soon as the broker publishes the will. The broker's
+        # part (Mosquitto 2.0.11 checks keepalives late: up to ~2 x keepalive) is its own.
+        assert seen_at - will_published_at <= 1.0
+        assert will_published_at - frozen_at <= keepalive * 2 + 1
+        events = serve.get("/api/devices/will1/events").json()
+        assert [(e["status"], e["reason"]) for e in events[:2]] == [
+            ("offline", "last_will"),
+            ("online", "status_message"),
+        ]
+
+
+def test_device_that_stops_heartbeating_times_out(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Heartbeats every second, then silence: offline (heartbeat_timeout) within 3 s + 1 s."""
+    with serve_for(mosquitto, tmp_path / "serve") as serve:
+        for _ in range(4):
+            mosquitto_pub(mosquitto, "devices/hb1/heartbeat", "")
+            time.sleep(1.0)  # the device's heartbeat period, not a wait for a result
+        last_beat = time.monotonic() - 1.0
+        found = wait_until(lambda: offline(serve, "hb1"), timeout=15, what="heartbeat timeout")
+        elapsed = time.monotonic() - last_beat
+        assert found["status_reason"] == "heartbeat_timeout"
+        assert found["heartbeat_interval"] is not None
+        deadline = found["heartbeat_interval"] * 3
+        assert deadline - 0.5 <= elapsed <= deadline + 1.0
+        listed = serve.get("/api/devices", params={"status": "offline"}).json()
+        assert [d["id"] for d in listed] == ["hb1"]
+        assert "device hb1 is offline (heartbeat_timeout)" in serve.log_text()
+
+
+def test_retained_stale_offline_does_not_mark_an_active_device_offline(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A retained old 'offline' replayed on (re)subscribe leaves an active device online."""
+    mosquitto_pub(mosquitto, "devices/ret1/status", "offline", retain=True)
+    serve = serve_for(mosquitto, tmp_path / "serve")
+    with serve:
+        mosquitto_pub(mosquitto, "devices/ret1/status", '{"status": "online"}')
+        mosquitto_pub(mosquitto, "devices/ret1/sensor", '{"temperature": 20}')
+        wait_until(lambda: (d := device(serve, "ret1")) and d["latest"], what="ret1 active")
+    received_before = 0
+    with serve.start():
+        # The broker replays the retained offline on subscribe; wait until it was handled.
+        wait_until(
+            lambda: serve.get("/api/stats").json()["messages_received"] > received_before,
+            what="the retained message",
+        )
+        wait_until(lambda: serve.get("/api/stats").json()["queue_depth"] == 0, what="handled")
+        found = device(serve, "ret1")
+        assert found is not None
+        assert found["status"] == "online"
+
+
+def test_sigterm_during_a_stream_flushes_and_exits_0_within_10_s(
+    mosquitto_factory: MosquittoFactory, tmp_path: Path
+) -> None:
+    """SIGTERM mid-stream: exit 0 within 10 s; what it stored is committed and acknowledged."""
+    broker = mosquitto_factory(extra=UNLIMITED_QUEUE)
+    serve = serve_for(broker, tmp_path / "serve").start()
+    publish_stream(broker, "devices/stream3/sensor", 0, 5000)
+    wait_until(lambda: stored(serve) > 0, what="the stream arriving")
+    started = time.monotonic()
+    assert serve.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 10
+    database = tmp_path / "serve" / "data" / "mqtthub.db"
+    with serve.start():
+        wait_until(lambda: seq_counts(database)[0] >= 5000, timeout=60, what="all 5000 stored")
+        assert seq_counts(database) == (5000, 5000)

@@ -63,6 +63,8 @@ class ServeProcess:
 
     def start(self, *, wait_healthy: bool = True, timeout: float = 20.0) -> Self:
         """Start the process and wait until the HTTP API answers (and, by default, is healthy)."""
+        if self.http.is_closed:
+            self.http = httpx.Client(base_url=self.base_url, timeout=5.0)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mqtthub", "serve", *self.args],

@@ -83,9 +83,7 @@ def test_any_message_from_an_offline_device_brings_it_back_online_by_activity() 
 
     transition = live(engine, sensor(at=T0 + 60), T0 + 60)
 
-    assert transition == Transition(
-        "d1", Status.ONLINE, PresenceReason.ACTIVITY, T0 + 60, "sensor"
-    )
+    assert transition == Transition("d1", Status.ONLINE, PresenceReason.ACTIVITY, T0 + 60, "sensor")
 
 
 def test_a_device_that_timed_out_comes_back_with_its_next_heartbeat() -> None:
@@ -106,7 +104,8 @@ def test_a_device_that_timed_out_comes_back_with_its_next_heartbeat() -> None:
 def test_offline_status_message_with_ts_is_reason_status_message() -> None:
     engine = PresenceEngine()
     heartbeats(engine, T0)
-    message = parsed("devices/d1/status", b'{"status": "offline", "ts": %d}' % (T0 + 10), at=T0 + 11)
+    payload = f'{{"status": "offline", "ts": {T0 + 10}}}'.encode()
+    message = parsed("devices/d1/status", payload, at=T0 + 11)
 
     transition = live(engine, message, T0 + 11)
 
@@ -248,17 +247,17 @@ def test_a_single_heartbeat_teaches_no_interval() -> None:
     heartbeats(engine, T0)
 
     assert engine.devices["d1"].learned_interval is None
-    assert engine.expire(T0 + 10_000) == []
+    assert engine.expire(T0 + 60) == []  # no guessed deadline
 
 
 def test_learning_needs_two_intervals() -> None:
     engine = PresenceEngine()
     heartbeats(engine, T0, T0 + 10)  # one interval only
     assert engine.devices["d1"].learned_interval is None
-    assert engine.expire(T0 + 10_000) == []
+    assert engine.expire(T0 + 40) == []
 
-    heartbeats(engine, T0 + 10_010)  # second interval: median(10, 10_000)
-    assert engine.devices["d1"].learned_interval == pytest.approx(5005)
+    heartbeats(engine, T0 + 20)
+    assert engine.devices["d1"].learned_interval == 10
 
 
 def test_sensor_messages_do_not_teach_a_heartbeat_interval() -> None:
@@ -267,7 +266,6 @@ def test_sensor_messages_do_not_teach_a_heartbeat_interval() -> None:
         live(engine, sensor(at=at), at)
 
     assert engine.devices["d1"].learned_interval is None
-    assert engine.expire(T0 + 10_000) == []
 
 
 def test_default_timeout_applies_to_devices_without_heartbeats() -> None:
@@ -421,13 +419,6 @@ def test_retained_offline_registers_a_new_device_offline(
     assert status_of(engine) is Status.OFFLINE
 
 
-@pytest.mark.xfail(
-    reason="BUG: a retained reading or heartbeat replayed on subscribe registers a brand-new "
-    "device ONLINE (reason activity). The replay may be months old and says nothing about "
-    "now; with the default learned deadline and no heartbeat intervals the device then "
-    "stays online forever.",
-    strict=True,
-)
 @pytest.mark.parametrize("kind", [Kind.SENSOR, Kind.HEARTBEAT])
 def test_retained_reading_registers_a_new_device_without_claiming_it_is_online(
     kind: Kind,
