@@ -11,8 +11,9 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Unpack
+from typing import Any, Unpack
 
 import psycopg
 import pytest
@@ -83,9 +84,9 @@ def tls_files(tmp_path: Path) -> TlsFiles:
 PG_ADMIN_URL = os.environ.get("MQTTHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+@contextmanager
+def fresh_database() -> Iterator[tuple[psycopg.Connection[Any], str, str]]:
+    """Create a PostgreSQL database; yield (admin connection, name, SQLAlchemy URL); drop it."""
     name = f"mqtthub_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
@@ -97,5 +98,22 @@ def postgres_url() -> Iterator[str]:
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
-        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        try:
+            yield admin, name, f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database shared by this test session, dropped afterwards."""
+    with fresh_database() as (_admin, _name, url):
+        yield url
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[tuple[psycopg.Connection[Any], str, str]]:
+    """A fresh PostgreSQL database of this test's own: (admin connection, name, URL)."""
+    with fresh_database() as database:
+        yield database

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
 from support.serve import ServeProcess, wait_until
@@ -333,3 +335,55 @@ def test_sigterm_during_a_stream_flushes_and_exits_0_within_10_s(
     with serve.start():
         wait_until(lambda: seq_counts(database)[0] >= 5000, timeout=60, what="all 5000 stored")
         assert seq_counts(database) == (5000, 5000)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def test_database_outage_of_10_s_loses_nothing_and_memory_stays_bounded(
+    mosquitto_factory: MosquittoFactory,
+    tmp_path: Path,
+    postgres_database: tuple[Any, str, str],
+) -> None:
+    """PostgreSQL refuses connections for 10 s mid-stream: /healthz says so, memory stays
+    bounded (the queue is full, the broker holds the rest), and afterwards every message
+    is stored exactly once."""
+    admin, name, url = postgres_database
+    broker = mosquitto_factory(extra=UNLIMITED_QUEUE)
+    env = {"MQTTHUB_DATABASE_URL": url, "MQTTHUB_QUEUE_SIZE": "500"}
+    with serve_for(broker, tmp_path / "serve", **env) as serve:
+        assert serve.process is not None
+        publish_stream(broker, "devices/pg-out/sensor", 0, 2000)
+        wait_until(lambda: stored(serve) >= 2000, timeout=60, what="the first 2000")
+        baseline_rss = rss_mb(serve.process.pid)
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        outage_started = time.monotonic()
+        publish_stream(broker, "devices/pg-out/sensor", 2000, 20_000)
+        health = wait_until(
+            lambda: (r := serve.get("/healthz")).status_code == 503 and r.json(),
+            what="db unavailable in /healthz",
+        )
+        assert health["db"] == "unavailable"
+        peak_rss = baseline_rss
+        while time.monotonic() - outage_started < 10:  # the outage lasts 10 s
+            peak_rss = max(peak_rss, rss_mb(serve.process.pid))
+            assert serve.get("/api/stats").json()["queue_depth"] <= 500
+            time.sleep(0.5)
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        wait_until(lambda: stored(serve) >= 22_000, timeout=120, what="all 22,000 stored")
+        assert serve.health_status() == 200
+        with psycopg.connect(url.replace("+psycopg", "")) as connection:
+            counts = connection.execute(
+                "SELECT count(*), count(DISTINCT value) FROM readings WHERE metric = 'seq'"
+            ).fetchone()
+        assert counts == (22_000, 22_000)
+        assert peak_rss - baseline_rss < 50, (baseline_rss, peak_rss)
+        log = serve.log_text()
+        assert log.count("database unavailable:") == 1
+        assert "database available again" in log

@@ -113,16 +113,16 @@ class BatchWriter:
         delay = 0.25
         while True:
             try:
-                result = await self._in_thread(function, *args)
+                return await self._in_thread(function, *args)
             except (OperationalError, InterfaceError) as exc:
                 self._database_down(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP_S)
-                continue
-            if self.db_error is not None:
-                log.info("database available again")
-                self.db_error = None
-            return result
+
+    def _database_up(self) -> None:
+        if self.db_error is not None:
+            log.info("database available again")
+            self.db_error = None
 
     async def _commit(self, messages: list[RawMessage]) -> None:
         started = time.perf_counter()
@@ -133,6 +133,7 @@ class BatchWriter:
             log.exception("the database rejected a batch; keeping its messages as dead letters")
             batch = _rejected_batch(messages, _first_line(exc))
             await self._retrying(self.store.write, batch)
+        self._database_up()
         self._account(batch, time.perf_counter() - started)
         for message in messages:
             if message.ack is not None and not message.ack.done():
@@ -165,6 +166,7 @@ class BatchWriter:
         transitions = await self._in_thread(self.presence.expire, time.time())
         if transitions:
             await self._retrying(self.store.write_transitions, transitions)
+            self._database_up()
             self._log_transitions(transitions)
 
     def _database_down(self, exc: DBAPIError) -> None:

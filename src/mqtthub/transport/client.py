@@ -385,7 +385,13 @@ class MqttTransport:
         self, _client: Any, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
     ) -> int:
         retain, dup = bool(properties.get("retain")), bool(properties.get("dup"))
-        await self._handler(topic, payload, qos, retain, dup)
+        try:
+            await self._handler(topic, payload, qos, retain, dup)
+        except asyncio.CancelledError:
+            if not self._closing.is_set():
+                raise
+            # Shutting down: the connection is closed, so no acknowledgement can leave;
+            # the broker redelivers this message to the next session.
         return 0
 
     async def _subscribe(self, connection: _Connection) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from mqtthub.messages import DEVICE_ID_PATTERN
 from mqtthub.store import queries
@@ -200,7 +201,10 @@ def get_stats(store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Message counters since start, queue depth and devices by status."""
     stats = runtime.stats.as_dict()
     stats["queue_depth"] = runtime.queue_depth()
-    stats["devices"] = queries.count_devices(store.engine)
+    try:
+        stats["devices"] = queries.count_devices(store.engine)
+    except SQLAlchemyError:
+        stats["devices"] = None  # the counters above still help while the database is down
     return stats
 
 

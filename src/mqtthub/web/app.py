@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from mqtthub import __version__
 from mqtthub.store.database import Store
@@ -41,6 +41,16 @@ class TokenCheck:
             )
 
 
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A read that fails because the database is down is a 503 that says so, not a 500."""
+    unavailable = isinstance(exc, OperationalError | InterfaceError)
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return JSONResponse(
+        {"detail": f"database {'unavailable' if unavailable else 'error'}: {message}"},
+        status_code=503 if unavailable else 500,
+    )
+
+
 def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -> FastAPI:
     """Build the HTTP application.
 
@@ -57,6 +67,7 @@ def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -
     app.state.store = store
     app.state.runtime = runtime
     app.include_router(api.router, prefix="/api", dependencies=[Depends(TokenCheck(api_token))])
+    app.add_exception_handler(SQLAlchemyError, _database_error)
 
     @app.get("/healthz", tags=["health"], summary="Is ingestion working?")
     def healthz(request: Request) -> JSONResponse:
