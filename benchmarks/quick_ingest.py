@@ -23,27 +23,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-PAYLOAD = (
-    '{"device_id":"%s","temperature":23.4,"humidity":51.2,"pressure":1012.8,'
-    '"light":312,"rssi":-61,"voltage":3.29,"uptime":86400}'
+BENCHMARKS = Path(__file__).resolve().parent
+# The fast raw-socket publisher of mqtt_clients.py: topics bench/<device>/sensor.
+PUBLISHER = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from mqtt_clients import run_publisher; "
+    "run_publisher(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), 'bench-publisher')"
 )
-PUBLISHER = r"""
-import sys, paho.mqtt.client as mqtt
-port, count, qos, payload = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
-client.max_inflight_messages_set(1000)
-client.max_queued_messages_set(0)
-client.connect("127.0.0.1", port)
-client.loop_start()
-infos = []
-for i in range(count):
-    device = "bench%03d" % (i % 100)
-    infos.append(client.publish("devices/%s/sensor" % device, payload % device, qos=qos))
-for info in infos:
-    info.wait_for_publish(60)
-client.disconnect()
-client.loop_stop()
-"""
 
 
 def free_port() -> int:
@@ -59,7 +44,7 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
             return
-        time.sleep(0.02)
+        time.sleep(0.1)
     raise TimeoutError(f"timed out waiting for {what}")
 
 
@@ -74,9 +59,8 @@ def listening(port: int) -> bool:
 
 def publish(port: int, count: int, qos: int) -> subprocess.Popen[bytes]:
     """Start the publisher process."""
-    return subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER, str(port), str(count), str(qos), PAYLOAD]
-    )
+    arguments = [str(BENCHMARKS), str(port), str(qos), str(count)]
+    return subprocess.Popen([sys.executable, "-c", PUBLISHER, *arguments])
 
 
 def broker_rate(port: int, count: int, qos: int) -> float:
@@ -87,7 +71,7 @@ def broker_rate(port: int, count: int, qos: int) -> float:
             "-p",
             str(port),
             "-t",
-            "devices/+/sensor",
+            "bench/+/sensor",
             "-q",
             str(qos),
             "-C",
@@ -113,7 +97,7 @@ def counts(http_port: int) -> tuple[int, int]:
     return int(stats["messages_received"]), int(stats["messages_stored"])
 
 
-def stored_rate(port: int, count: int, qos: int, workdir: Path) -> float:
+def stored_rate(port: int, count: int, qos: int, workdir: Path, extra_env: dict[str, str]) -> float:
     """Messages/s mqtthub stores for the burst, from first publish to last commit."""
     http_port = free_port()
     env = {
@@ -121,6 +105,8 @@ def stored_rate(port: int, count: int, qos: int, workdir: Path) -> float:
         "MQTTHUB_BROKER_URL": f"mqtt://127.0.0.1:{port}",
         "MQTTHUB_HTTP_PORT": str(http_port),
         "MQTTHUB_LOG_LEVEL": "WARNING",
+        "MQTTHUB_TOPIC_PREFIX": "bench",
+        **extra_env,
     }
     serve = subprocess.Popen([sys.executable, "-m", "mqtthub", "serve"], cwd=workdir, env=env)
     try:
@@ -151,26 +137,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    parser.add_argument(
+        "--delivery", choices=("at_least_once", "at_most_once"), default="at_least_once"
+    )
+    parser.add_argument("--mqtt-version", choices=("auto", "5", "3.1.1"), default="auto")
+    parser.add_argument(
+        "--max-inflight", type=int, default=0, help="Mosquitto max_inflight_messages (0: none)"
+    )
     args = parser.parse_args()
+    extra_env = {"MQTTHUB_DELIVERY": args.delivery, "MQTTHUB_MQTT_VERSION": args.mqtt_version}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         port = free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-            "max_inflight_messages 0\nuser root\n"
+            f"max_inflight_messages {args.max_inflight}\nuser root\n"
         )
         broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: listening(port), 10, "mosquitto to start")
             baseline = broker_rate(port, args.messages, args.qos)
-            ours = stored_rate(port, args.messages, args.qos, workdir)
+            ours = stored_rate(port, args.messages, args.qos, workdir, extra_env)
         finally:
             broker.terminate()
             broker.wait(10)
     result = {
         "messages": args.messages,
         "qos": args.qos,
+        "delivery": args.delivery,
+        "mqtt_version": args.mqtt_version,
+        "max_inflight": args.max_inflight,
         "broker_rate": round(baseline),
         "stored_rate": round(ours),
         "ratio": round(ours / baseline, 3),

@@ -26,28 +26,37 @@ def configure_logging(level: str) -> None:
 class RateLimitedLog:
     """Lets at most ``limit`` lines through per ``window`` seconds, then counts the rest."""
 
-    def __init__(self, logger: logging.Logger, *, limit: int = 10, window: float = 10.0) -> None:
-        """Wrap ``logger``."""
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        limit: int = 10,
+        window: float = 10.0,
+        level: int = logging.WARNING,
+    ) -> None:
+        """Wrap ``logger``; lines go out at ``level``."""
         self._logger = logger
+        self._level = level
         self._limit = limit
         self._window = window
         self._window_start = time.monotonic()
         self._sent = 0
         self._suppressed = 0
 
-    def warning(self, message: str, *args: object) -> None:
-        """Log a warning unless the limit for this window is reached."""
+    def log(self, message: str, *args: object) -> None:
+        """Log a line unless the limit for this window is reached."""
         now = time.monotonic()
         if now - self._window_start >= self._window:
             if self._suppressed:
-                self._logger.warning(
-                    "%d more similar warnings suppressed in the last %.0f s",
+                self._logger.log(
+                    self._level,
+                    "%d more similar lines suppressed in the last %.0f s",
                     self._suppressed,
                     now - self._window_start,
                 )
             self._window_start, self._sent, self._suppressed = now, 0, 0
         if self._sent < self._limit:
             self._sent += 1
-            self._logger.warning(message, *args)
+            self._logger.log(self._level, message, *args)
         else:
             self._suppressed += 1

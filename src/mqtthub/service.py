@@ -77,6 +77,7 @@ class Service:
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=settings.queue_size)
         self._stop = asyncio.Event()
         self._stable_timer: asyncio.TimerHandle | None = None
+        self._paused = False
 
     async def run(self) -> None:
         """Run until a signal arrives, then shut down in order within ~10 s.
@@ -116,6 +117,7 @@ class Service:
             auto_register=settings.auto_register,
             batch_size=settings.batch_size,
             redelivery_window=float(max(settings.session_expiry, 3600)),
+            on_taken=self._room_made,
         )
         await writer.load()
         client_id = settings.effective_client_id()
@@ -204,15 +206,23 @@ class Service:
             ack = asyncio.get_running_loop().create_future()
         message = RawMessage(topic, payload, qos, retain, time.time(), ack, dup)
         if self.queue.full():
-            # Backpressure: stop reading until the writer makes room. QoS 1 messages stay
-            # unacknowledged at the broker; nothing is dropped here.
-            self.transport.pause_reading()
+            # Backpressure: stop reading from the broker until the writer has taken half
+            # the queue (see _room_made). QoS 1 messages stay unacknowledged at the broker;
+            # nothing is dropped here.
+            if not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
             await self.queue.put(message)
-            self.transport.resume_reading()
         else:
             self.queue.put_nowait(message)
         if ack is not None:
             await ack
+
+    def _room_made(self) -> None:
+        """The writer took a batch: read from the broker again once half the queue is free."""
+        if self._paused and self.queue.qsize() <= self.queue.maxsize // 2:
+            self._paused = False
+            self.transport.resume_reading()
 
     def _on_connection_event(self, store: Store, event: ConnectionEvent) -> None:
         if self._stable_timer is not None:

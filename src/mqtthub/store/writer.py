@@ -47,8 +47,12 @@ class BatchWriter:
         auto_register: bool,
         batch_size: int,
         redelivery_window: float,
+        on_taken: Callable[[], None] | None = None,
     ) -> None:
-        """Set up the writer; nothing runs until :meth:`run`."""
+        """Set up the writer; nothing runs until :meth:`run`.
+
+        ``on_taken`` is called each time a batch was taken off the queue (backpressure).
+        """
         self.store = store
         self.queue = queue
         self.stats = stats
@@ -59,9 +63,10 @@ class BatchWriter:
         self._auto_register = auto_register
         self._batch_size = batch_size
         self._redelivery_window = redelivery_window
+        self._on_taken = on_taken or (lambda: None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
         self._dead_letter_log = RateLimitedLog(log)
-        self._presence_log = RateLimitedLog(presence_log, limit=20)
+        self._presence_log = RateLimitedLog(presence_log, limit=20, level=logging.INFO)
 
     async def load(self) -> None:
         """Seed the presence engine from the stored devices."""
@@ -103,7 +108,8 @@ class BatchWriter:
             try:
                 messages.append(self.queue.get_nowait())
             except asyncio.QueueEmpty:
-                return
+                break
+        self._on_taken()
 
     async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -188,14 +194,14 @@ class BatchWriter:
         for dead in batch.dead_letters:
             stats.dead_letters += 1
             stats.by_reason[dead.reason] += 1
-            self._dead_letter_log.warning(
+            self._dead_letter_log.log(
                 "dead letter on %s: %s (%s)", dead.topic[:200], dead.reason, dead.detail
             )
         self._log_transitions(batch.transitions)
 
     def _log_transitions(self, transitions: list[Transition]) -> None:
         for change in transitions:
-            self._presence_log.warning(
+            self._presence_log.log(
                 "device %s is %s (%s)%s",
                 change.device_id,
                 change.status,
