@@ -14,7 +14,7 @@ import psycopg
 
 from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
-from support.serve import ServeProcess, wait_until
+from support.serve import ServeProcess, device, serve_for, wait_until
 
 UNLIMITED_QUEUE = "max_queued_messages 0\n"
 
@@ -40,12 +40,6 @@ def seq_counts(database: Path) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def serve_for(broker: MosquittoBroker, workdir: Path, **env: str) -> ServeProcess:
-    return ServeProcess(
-        workdir=workdir, env={"MQTTHUB_BROKER_URL": f"mqtt://127.0.0.1:{broker.port}", **env}
-    )
-
-
 def stored(serve: ServeProcess) -> int:
     return int(serve.get("/api/stats").json()["messages_stored"])
 
@@ -55,7 +49,7 @@ def test_kill_9_mid_stream_loses_nothing_and_stores_nothing_twice(
 ) -> None:
     """kill -9 during a 20,000-message QoS 1 stream, restart: every message stored once."""
     broker = mosquitto_factory(extra=UNLIMITED_QUEUE)
-    serve = serve_for(broker, tmp_path / "serve").start()
+    serve = serve_for(broker.port, tmp_path / "serve").start()
     total = 20_000
     stream = subprocess.Popen(
         [
@@ -87,7 +81,7 @@ def test_broker_restart_mid_stream_loses_nothing(
 ) -> None:
     """The broker restarts (with persistence) mid-stream: serve reconnects, nothing is lost."""
     broker = mosquitto_factory(persistence=True, extra=UNLIMITED_QUEUE)
-    with serve_for(broker, tmp_path / "serve") as serve:
+    with serve_for(broker.port, tmp_path / "serve") as serve:
         publish_stream(broker, "devices/stream2/sensor", 0, 10_000)
         broker.restart()
         wait_until(lambda: serve.health_status() == 200, timeout=70, what="serve reconnected")
@@ -106,7 +100,7 @@ def test_client_id_conflict_on_mqtt5_mosquitto(mosquitto: MosquittoBroker, tmp_p
     gives it away, exactly as on 3.1.1.
     """
     env = {"MQTTHUB_CLIENT_ID": "shared-id-5"}
-    with serve_for(mosquitto, tmp_path / "serve", **env) as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve", **env) as serve:
         connection = run_intruders(serve, mosquitto, "shared-id-5", "mqttv5")
         assert connection["diagnosis"]["reason"] == "probable_client_id_conflict"
         assert {e["protocol"] for e in connection["diagnosis"]["evidence"]} == {"MQTT 5"}
@@ -188,7 +182,7 @@ def test_client_id_conflict_is_detected_on_mqtt311(
 ) -> None:
     """On MQTT 3.1.1 the broker just closes the socket; the drop pattern gives it away."""
     env = {"MQTTHUB_CLIENT_ID": "shared-id-3", "MQTTHUB_MQTT_VERSION": "3.1.1"}
-    with serve_for(mosquitto, tmp_path / "serve", **env) as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve", **env) as serve:
         connection = run_intruders(serve, mosquitto, "shared-id-3", "mqttv311")
         assert connection["diagnosis"]["reason"] == "probable_client_id_conflict"
         assert {e["protocol"] for e in connection["diagnosis"]["evidence"]} == {"MQTT 3.1.1"}
@@ -217,11 +211,6 @@ def test_wrong_password_is_not_retried_in_a_tight_loop(
         assert serve.get("/healthz").json()["reason"] == "not_authorized"
 
 
-def device(serve: ServeProcess, device_id: str) -> dict[str, Any] | None:
-    response = serve.get(f"/api/devices/{device_id}")
-    return response.json() if response.status_code == 200 else None
-
-
 def offline(serve: ServeProcess, device_id: str) -> dict[str, Any] | None:
     found = device(serve, device_id)
     return found if found and found["status"] == "offline" else None
@@ -232,7 +221,7 @@ def test_device_killed_goes_offline_by_its_last_will(
 ) -> None:
     """A device with a last will dies: offline (last_will) within keepalive x 1.5 + 1 s."""
     keepalive = 5  # the smallest mosquitto_sub accepts
-    with serve_for(mosquitto, tmp_path / "serve") as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         device_process = subprocess.Popen(
             [
                 *("mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port)),
@@ -281,7 +270,7 @@ def test_device_that_stops_heartbeating_times_out(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
     """Heartbeats every second, then silence: offline (heartbeat_timeout) within 3 s + 1 s."""
-    with serve_for(mosquitto, tmp_path / "serve") as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         for _ in range(4):
             mosquitto_pub(mosquitto, "devices/hb1/heartbeat", "")
             time.sleep(1.0)  # the device's heartbeat period, not a wait for a result
@@ -302,7 +291,7 @@ def test_retained_stale_offline_does_not_mark_an_active_device_offline(
 ) -> None:
     """A retained old 'offline' replayed on (re)subscribe leaves an active device online."""
     mosquitto_pub(mosquitto, "devices/ret1/status", "offline", retain=True)
-    serve = serve_for(mosquitto, tmp_path / "serve")
+    serve = serve_for(mosquitto.port, tmp_path / "serve")
     with serve:
         mosquitto_pub(mosquitto, "devices/ret1/status", '{"status": "online"}')
         mosquitto_pub(mosquitto, "devices/ret1/sensor", '{"temperature": 20}')
@@ -325,7 +314,7 @@ def test_sigterm_during_a_stream_flushes_and_exits_0_within_10_s(
 ) -> None:
     """SIGTERM mid-stream: exit 0 within 10 s; what it stored is committed and acknowledged."""
     broker = mosquitto_factory(extra=UNLIMITED_QUEUE)
-    serve = serve_for(broker, tmp_path / "serve").start()
+    serve = serve_for(broker.port, tmp_path / "serve").start()
     publish_stream(broker, "devices/stream3/sensor", 0, 5000)
     wait_until(lambda: stored(serve) > 0, what="the stream arriving")
     started = time.monotonic()
@@ -354,7 +343,7 @@ def test_database_outage_of_10_s_loses_nothing_and_memory_stays_bounded(
     admin, name, url = postgres_database
     broker = mosquitto_factory(extra=UNLIMITED_QUEUE)
     env = {"MQTTHUB_DATABASE_URL": url, "MQTTHUB_QUEUE_SIZE": "500"}
-    with serve_for(broker, tmp_path / "serve", **env) as serve:
+    with serve_for(broker.port, tmp_path / "serve", **env) as serve:
         assert serve.process is not None
         publish_stream(broker, "devices/pg-out/sensor", 0, 2000)
         wait_until(lambda: stored(serve) >= 2000, timeout=60, what="the first 2000")

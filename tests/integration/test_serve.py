@@ -14,7 +14,7 @@ import pytest
 from support.certs import TlsFiles, make_tls_files
 from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
 from support.ports import free_port
-from support.serve import ServeProcess, wait_until
+from support.serve import ServeProcess, device, serve_for, wait_until
 
 ESP_STATUS = '{"device_id":"esp8266","status":"online"}'
 ESP_SENSOR = (
@@ -24,24 +24,11 @@ ESP_SENSOR = (
 ESP_HEARTBEAT = '{"device_id":"esp8266","uptime":86400,"rssi":-60}'
 
 
-def serve_for(broker: MosquittoBroker, tmp_path: Path, **env: str) -> ServeProcess:
-    """A serve process pointed at ``broker`` with a SQLite file in ``tmp_path``."""
-    return ServeProcess(
-        workdir=tmp_path / "serve",
-        env={"MQTTHUB_BROKER_URL": f"mqtt://127.0.0.1:{broker.port}", **env},
-    )
-
-
-def device(serve: ServeProcess, device_id: str) -> dict[str, object] | None:
-    response = serve.get(f"/api/devices/{device_id}")
-    return response.json() if response.status_code == 200 else None
-
-
 def test_esp8266_messages_show_up_through_the_api(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
     """The three ESP8266 messages make the device online with its 7 latest values."""
-    with serve_for(mosquitto, tmp_path) as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         for kind, payload in (
             ("status", ESP_STATUS),
             ("sensor", ESP_SENSOR),
@@ -94,7 +81,7 @@ def test_bad_input_lands_in_dead_letters_and_the_next_good_message_is_stored(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
     """Every kind of bad input is one dead letter with its reason; ingestion carries on."""
-    with serve_for(mosquitto, tmp_path, MQTTHUB_MAX_PAYLOAD="1024") as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve", MQTTHUB_MAX_PAYLOAD="1024") as serve:
         for topic, payload, _reason in BAD_INPUTS:
             mosquitto_pub(mosquitto, topic, payload)
         mosquitto_pub(mosquitto, "devices/esp1/sensor", '{"temperature": 21.5}')
@@ -216,7 +203,7 @@ def test_api_token_protects_the_api_but_not_healthz(
 ) -> None:
     """With MQTTHUB_API_TOKEN set, /api needs the bearer token; /healthz stays open."""
     token = "t0ken-for-tests-only"
-    with serve_for(mosquitto, tmp_path, MQTTHUB_API_TOKEN=token) as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve", MQTTHUB_API_TOKEN=token) as serve:
         assert serve.get("/api/devices").status_code == 401
         wrong = {"Authorization": "Bearer nope"}
         assert serve.get("/api/devices", headers=wrong).status_code == 401
@@ -230,7 +217,7 @@ def test_sigterm_stops_cleanly_and_keeps_what_was_received(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
     """SIGTERM exits with status 0 and the data is there after a restart."""
-    serve = serve_for(mosquitto, tmp_path).start()
+    serve = serve_for(mosquitto.port, tmp_path / "serve").start()
     mosquitto_pub(mosquitto, "devices/keep1/sensor", '{"t": 5}')
     wait_until(lambda: device(serve, "keep1"), what="keep1 stored")
     assert serve.stop(signal.SIGTERM) == 0
@@ -270,7 +257,7 @@ def test_bad_configuration_exits_2_naming_the_variable(
 
 def test_openapi_lists_the_api(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     """/docs is served and the OpenAPI document lists every API route."""
-    with serve_for(mosquitto, tmp_path) as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         assert serve.get("/docs").status_code == 200
         paths = json.loads(serve.get("/openapi.json").text)["paths"]
         assert {
@@ -288,7 +275,7 @@ def test_serve_stores_into_postgresql(
 ) -> None:
     """With MQTTHUB_DATABASE_URL=postgresql://..., readings land in PostgreSQL."""
     url = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with serve_for(mosquitto, tmp_path, MQTTHUB_DATABASE_URL=url) as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve", MQTTHUB_DATABASE_URL=url) as serve:
         mosquitto_pub(mosquitto, "devices/pg1/sensor", ESP_SENSOR.replace("esp8266", "pg1"))
         found = wait_until(lambda: device(serve, "pg1"), what="pg1 stored in PostgreSQL")
         assert len(found["latest"]) == 7
@@ -299,7 +286,7 @@ def test_unknown_devices_are_refused_when_auto_register_is_off(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
     """MQTTHUB_AUTO_REGISTER=false sends messages of unregistered devices to dead letters."""
-    with serve_for(mosquitto, tmp_path, MQTTHUB_AUTO_REGISTER="false") as serve:
+    with serve_for(mosquitto.port, tmp_path / "serve", MQTTHUB_AUTO_REGISTER="false") as serve:
         mosquitto_pub(mosquitto, "devices/stranger/sensor", '{"t": 1}')
         letters = wait_until(lambda: serve.get("/api/dead-letters").json(), what="dead letter")
         assert letters[0]["reason"] == "unknown_device"

@@ -16,7 +16,7 @@ import httpx
 
 from .ports import free_port
 
-__all__ = ["ServeProcess", "wait_until"]
+__all__ = ["ServeProcess", "device", "serve_for", "wait_until"]
 
 
 def wait_until(
@@ -127,3 +127,16 @@ class ServeProcess:
     ) -> None:
         self.stop()
         self.http.close()
+
+
+def serve_for(broker_port: int, workdir: Path, **env: str) -> ServeProcess:
+    """A serve process for the broker on 127.0.0.1:``broker_port``, SQLite in ``workdir``."""
+    return ServeProcess(
+        workdir=workdir, env={"MQTTHUB_BROKER_URL": f"mqtt://127.0.0.1:{broker_port}", **env}
+    )
+
+
+def device(serve: ServeProcess, device_id: str) -> dict[str, Any] | None:
+    """``GET /api/devices/{id}``, or None while the device is unknown."""
+    response = serve.get(f"/api/devices/{device_id}")
+    return response.json() if response.status_code == 200 else None
