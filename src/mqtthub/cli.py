@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -39,22 +40,36 @@ def main() -> None:
     """
 
 
+def settings_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The settings flags ``serve`` and ``doctor`` share (each also has a variable)."""
+    options = [
+        click.option(
+            "--broker-url",
+            help="MQTT broker, e.g. mqtts://user:pass@host:8883 [MQTTHUB_BROKER_URL]",
+        ),
+        click.option(
+            "--database-url",
+            help="sqlite:///data/mqtthub.db or postgresql://... [MQTTHUB_DATABASE_URL]",
+        ),
+        click.option(
+            "--ca-file", help="CA certificate that signs the broker's certificate [MQTTHUB_CA_FILE]"
+        ),
+        click.option(
+            "--topic-prefix", help="first topic level of device topics [MQTTHUB_TOPIC_PREFIX]"
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.option(
-    "--broker-url", help="MQTT broker, e.g. mqtts://user:pass@host:8883 [MQTTHUB_BROKER_URL]"
-)
-@click.option(
-    "--database-url", help="sqlite:///data/mqtthub.db or postgresql://... [MQTTHUB_DATABASE_URL]"
-)
+@settings_options
 @click.option("--http-host", help="HTTP address to listen on [MQTTHUB_HTTP_HOST]")
 @click.option("--http-port", type=int, help="HTTP port [MQTTHUB_HTTP_PORT]")
 @click.option(
     "--client-id", help="MQTT client id; default mqtthub-<host>-<random> [MQTTHUB_CLIENT_ID]"
 )
-@click.option(
-    "--ca-file", help="CA certificate that signs the broker's certificate [MQTTHUB_CA_FILE]"
-)
-@click.option("--topic-prefix", help="first topic level of device topics [MQTTHUB_TOPIC_PREFIX]")
 @click.option(
     "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 )
@@ -78,3 +93,63 @@ def serve(**flags: Any) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@settings_options
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object instead of a checklist."
+)
+@click.option(
+    "--soak",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Also stay connected this long and explain every drop (client id conflicts, "
+    "keepalive timeouts).",
+)
+@click.option(
+    "--client-id",
+    "soak_client_id",
+    metavar="ID",
+    help="Soak with this client id, e.g. that of a desktop app that keeps dropping. The "
+    "probe then competes with the live client for the id (and may take over its session).",
+)
+@click.option(
+    "--expect-traffic",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Also count device messages for this long; none while devices are registered is "
+    "no_device_traffic, or endpoint_mismatch when they were provisioned elsewhere.",
+)
+@click.option(
+    "--api",
+    metavar="URL",
+    help="Also publish a probe reading and check that the service at URL (e.g. "
+    "http://127.0.0.1:8000) stored it; uses MQTTHUB_API_TOKEN when set.",
+)
+def doctor(
+    as_json: bool,
+    soak: float | None,
+    soak_client_id: str | None,
+    expect_traffic: float | None,
+    api: str | None,
+    **flags: Any,
+) -> None:
+    """Find the cause of an MQTT connection problem and say how to fix it.
+
+    Checks, in layers (a hard failure skips the layers after it): config, dns, tcp, tls,
+    mqtt_connect, subscribe, publish, and on request stability, traffic and pipeline.
+    Reads the same settings as serve (environment, .env, flags). Each check reports a
+    status (pass/warn/fail/skip), a cause code, the evidence and the fix.
+
+    Exit status: 0 when nothing failed, 1 when a check failed, 2 for usage errors.
+    """
+    from mqtthub.doctor.report import as_json as render_json
+    from mqtthub.doctor.report import as_text, failed
+    from mqtthub.doctor.run import DoctorOptions, run_doctor
+
+    logging.basicConfig(level=logging.CRITICAL)
+    options = DoctorOptions(soak, soak_client_id, expect_traffic, api)
+    checks, target = asyncio.run(run_doctor(flags, options))
+    click.echo(render_json(checks) if as_json else as_text(checks, target=target))
+    sys.exit(1 if failed(checks) else 0)

@@ -63,6 +63,12 @@ class BrokerEndpoint:
         """True when the broker address is this machine's loopback."""
         return self.host in LOCAL_HOSTS
 
+    @property
+    def address(self) -> str:
+        """``scheme://host:port`` without credentials, for comparing endpoints."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
     def display(self) -> str:
         """The endpoint as a URL with the password masked, safe to log."""
         scheme = "mqtts" if self.tls else "mqtt"

@@ -32,6 +32,7 @@ devices = Table(
     Column("status_reason", String(32), nullable=True),
     Column("heartbeat_interval", Double, nullable=True),
     Column("heartbeat_timeout", Double, nullable=True),
+    Column("broker_endpoint", String(255), nullable=True),
 )
 
 presence_events = Table(

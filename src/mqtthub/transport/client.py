@@ -93,6 +93,15 @@ class _Connection:
             handle_connack(cmd, packet)
 
         handler._handle_connack_packet = capture_connack
+        self.pubacks: asyncio.Queue[int] = asyncio.Queue()
+        handle_puback = handler._handle_puback_packet
+
+        def capture_puback(cmd: int, packet: bytes) -> None:
+            # gmqtt ignores the MQTT 5 PUBACK reason code; the doctor needs it.
+            self.pubacks.put_nowait(packet[2] if len(packet) > 2 else 0)
+            handle_puback(cmd, packet)
+
+        handler._handle_puback_packet = capture_puback
 
     def _reference(self, properties: bytes) -> str | None:
         with contextlib.suppress(Exception):
@@ -122,6 +131,48 @@ class _Connection:
                 await self.client.disconnect()
             else:
                 await connection.close()
+
+
+class MqttSession:
+    """One open connection for short probes (``mqtthub doctor``): subscribe, publish, watch.
+
+    Messages still go to the transport's handler.
+    """
+
+    def __init__(self, connection: _Connection, protocol: str) -> None:
+        """Wrap a connected connection; use :meth:`MqttTransport.open` to make one."""
+        self._connection = connection
+        self.protocol = protocol
+        self.lost = connection.lost
+
+    @property
+    def server_keepalive(self) -> int | None:
+        """The keepalive the broker imposed in CONNACK (MQTT 5), if any."""
+        values = self._connection.client._package_handler._connack_properties.get(
+            "server_keep_alive"
+        )
+        return int(values[0]) if values else None
+
+    async def subscribe(self, topics: Sequence[str]) -> tuple[int, ...]:
+        """Subscribe at QoS 1; the SUBACK codes, one per topic (>= 0x80: refused).
+
+        Wrap it in ``asyncio.timeout``: a broker may never answer.
+        """
+        client = self._connection.client
+        client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in topics])
+        return await asyncio.shield(self._connection.suback)
+
+    async def publish(self, topic: str, payload: bytes) -> int:
+        """Publish at QoS 1; the PUBACK reason code (0 = accepted; MQTT 3.1.1 always 0).
+
+        Wrap it in ``asyncio.timeout``: a broker may never acknowledge.
+        """
+        self._connection.client.publish(topic, payload, qos=1)
+        return await self._connection.pubacks.get()
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._connection.close()
 
 
 class MqttTransport:
@@ -194,6 +245,17 @@ class MqttTransport:
         if self._current is not None:
             await self._current.close()
             self._current = None
+
+    async def open(self, version: int) -> MqttSession:
+        """Make one connection attempt with ``version`` (MQTTv50 or MQTTv311), no retries.
+
+        Raises:
+            ConnectRefusedError: the broker answered CONNACK with a failure code.
+            BrokerError, OSError, TimeoutError: no connection or no CONNACK.
+        """
+        self._version = version
+        connection = await self._attempt(version)
+        return MqttSession(connection, PROTOCOL_NAMES[version])
 
     def pause_reading(self) -> None:
         """Stop reading from the socket (backpressure: the broker holds the messages)."""

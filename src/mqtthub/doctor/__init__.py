@@ -1,0 +1,1 @@
+"""``mqtthub doctor``: probes -> evidence -> diagnose (pure rules) -> report."""

@@ -1,0 +1,611 @@
+"""Map what the probes saw (evidence) to checks with a cause and a fix (pure, no I/O).
+
+Every rule takes one evidence record and returns one :class:`Check`. Cause codes are
+stable: tests and users rely on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """A check's verdict."""
+
+    PASS = "pass"  # noqa: S105 (a verdict, not a password)
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Cause(StrEnum):
+    """Why a check did not pass."""
+
+    CONFIG_INVALID = "config_invalid"
+    DNS_FAILURE = "dns_failure"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_TIMEOUT = "connection_timeout"
+    BROKER_NOT_RUNNING = "broker_not_running"
+    TLS_EXPECTED = "tls_expected"
+    TLS_NOT_OFFERED = "tls_not_offered"
+    TLS_UNKNOWN_CA = "tls_unknown_ca"
+    TLS_HOSTNAME_MISMATCH = "tls_hostname_mismatch"
+    TLS_CERT_EXPIRED = "tls_cert_expired"
+    PROTOCOL_UNSUPPORTED = "protocol_unsupported"
+    BAD_CREDENTIALS = "bad_credentials"
+    NOT_AUTHORIZED = "not_authorized"
+    CLIENT_ID_REJECTED = "client_id_rejected"
+    KEEPALIVE_REJECTED = "keepalive_rejected"
+    SERVER_UNAVAILABLE = "server_unavailable"
+    ACL_DENIED_SUBSCRIBE = "acl_denied_subscribe"
+    ACL_DENIED_PUBLISH = "acl_denied_publish"
+    CLIENT_ID_CONFLICT = "client_id_conflict"
+    KEEPALIVE_TIMEOUT = "keepalive_timeout"
+    NO_DEVICE_TRAFFIC = "no_device_traffic"
+    ENDPOINT_MISMATCH = "endpoint_mismatch"
+    PIPELINE_NOT_STORING = "pipeline_not_storing"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the doctor's report."""
+
+    id: str
+    status: Outcome
+    cause: Cause | None
+    detail: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "status": str(self.status),
+            "cause": str(self.cause) if self.cause else None,
+            "detail": self.detail,
+            "fix": self.fix,
+        }
+
+
+def passed(check_id: str, detail: str) -> Check:
+    """A passing check."""
+    return Check(check_id, Outcome.PASS, None, detail)
+
+
+def skipped(check_id: str, why: str) -> Check:
+    """A check that did not run."""
+    return Check(check_id, Outcome.SKIP, None, why)
+
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEvidence:
+    """The effective settings (secrets masked), or why they could not be loaded."""
+
+    summary: dict[str, Any]
+    error: str | None = None
+    contradictions: tuple[str, ...] = ()
+
+
+def check_config(evidence: ConfigEvidence) -> Check:
+    """Invalid settings fail; contradictory ones warn."""
+    if evidence.error:
+        variable = evidence.error.split(":", 1)[0]
+        return Check(
+            "config",
+            Outcome.FAIL,
+            Cause.CONFIG_INVALID,
+            evidence.error,
+            f"correct {variable} (see the message above)",
+        )
+    shown = ", ".join(f"{k}={v}" for k, v in evidence.summary.items())
+    if evidence.contradictions:
+        return Check(
+            "config",
+            Outcome.WARN,
+            Cause.CONFIG_INVALID,
+            f"{shown}; " + "; ".join(evidence.contradictions),
+            "make the broker settings agree: keep only MQTTHUB_BROKER_URL, with mqtts:// for "
+            "a TLS port",
+        )
+    return passed("config", shown)
+
+
+# ---------------------------------------------------------------- dns and tcp
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkEvidence:
+    """Name resolution and the TCP connect to the broker address."""
+
+    host: str
+    port: int
+    addresses: tuple[str, ...] = ()
+    dns_error: str | None = None
+    tcp: str = "open"  # open | refused | timeout | error
+    tcp_error: str | None = None
+    local: bool = False
+    broker_processes: tuple[str, ...] = ()
+
+
+def check_dns(evidence: NetworkEvidence) -> Check:
+    """The broker host must resolve."""
+    if evidence.dns_error:
+        return Check(
+            "dns",
+            Outcome.FAIL,
+            Cause.DNS_FAILURE,
+            f"{evidence.host} does not resolve: {evidence.dns_error}",
+            "check the host in MQTTHUB_BROKER_URL (or MQTT_BROKER_HOST), or use its IP address",
+        )
+    return passed("dns", f"{evidence.host} -> {', '.join(evidence.addresses)}")
+
+
+def check_tcp(evidence: NetworkEvidence) -> Check:
+    """Something must accept TCP connections at the broker address."""
+    where = f"{evidence.host}:{evidence.port}"
+    if evidence.tcp == "open":
+        return passed("tcp", f"{where} accepts connections")
+    if evidence.tcp == "timeout":
+        return Check(
+            "tcp",
+            Outcome.FAIL,
+            Cause.CONNECTION_TIMEOUT,
+            f"no answer from {where} (packets are dropped: a firewall, a wrong address, or "
+            "a broker too busy to accept)",
+            f"check that {where} is the broker's address and that a firewall lets port "
+            f"{evidence.port} through",
+        )
+    if evidence.tcp == "refused" and evidence.local and not evidence.broker_processes:
+        return Check(
+            "tcp",
+            Outcome.FAIL,
+            Cause.BROKER_NOT_RUNNING,
+            f"connection to {where} refused and no broker process runs on this machine",
+            "start the broker (e.g. `mosquitto -d -c /etc/mosquitto/mosquitto.conf`), or let "
+            "`mqtthub serve` start its embedded one (MQTTHUB_EMBEDDED_BROKER=auto)",
+        )
+    if evidence.tcp == "refused":
+        running = (
+            f"; broker processes here: {', '.join(evidence.broker_processes)}"
+            if evidence.broker_processes
+            else ""
+        )
+        return Check(
+            "tcp",
+            Outcome.FAIL,
+            Cause.CONNECTION_REFUSED,
+            f"connection to {where} refused: nothing listens on port {evidence.port}{running}",
+            "point MQTTHUB_BROKER_URL at the port the broker listens on (1883 plain, 8883 "
+            "TLS), or start the broker",
+        )
+    return Check(
+        "tcp",
+        Outcome.FAIL,
+        Cause.CONNECTION_REFUSED,
+        f"cannot connect to {where}: {evidence.tcp_error}",
+        "check MQTTHUB_BROKER_URL and the network path to the broker",
+    )
+
+
+# ---------------------------------------------------------------- tls
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    """What the broker's certificate says."""
+
+    subject: str
+    issuer: str
+    names: tuple[str, ...]
+    not_after: str
+    days_left: float
+
+
+@dataclass(frozen=True, slots=True)
+class TlsEvidence:
+    """Whether the port speaks TLS, and how verification against the settings went."""
+
+    configured: bool
+    offered: bool
+    cert: CertInfo | None = None
+    verify_error: str | None = None
+    verify_code: int | None = None
+    host: str = ""
+    ca_file: str | None = None
+
+
+# OpenSSL X509_V_ERR codes.
+_EXPIRED = frozenset({10})
+_HOSTNAME = frozenset({62, 64})
+_UNKNOWN_CA = frozenset({2, 18, 19, 20, 21})
+EXPIRY_WARNING_DAYS = 30
+
+
+def check_tls(evidence: TlsEvidence) -> Check:
+    """The client's TLS setting must match the port, and the certificate must verify."""
+    cert = _describe_cert(evidence.cert)
+    if evidence.offered and not evidence.configured:
+        return Check(
+            "tls",
+            Outcome.FAIL,
+            Cause.TLS_EXPECTED,
+            f"the port speaks TLS but the client is configured for plain MQTT; {cert}",
+            "use mqtts:// in MQTTHUB_BROKER_URL and set MQTTHUB_CA_FILE to the CA that signed "
+            "the broker's certificate",
+        )
+    if evidence.configured and not evidence.offered:
+        return Check(
+            "tls",
+            Outcome.FAIL,
+            Cause.TLS_NOT_OFFERED,
+            "the client is configured for TLS but the port speaks plain MQTT",
+            "use mqtt:// in MQTTHUB_BROKER_URL for this port, or the broker's TLS port (8883)",
+        )
+    if not evidence.configured:
+        return passed("tls", "plain MQTT on both sides (no TLS)")
+    if evidence.verify_error is not None:
+        return _tls_verify_failure(evidence, cert)
+    if evidence.cert is not None and evidence.cert.days_left < EXPIRY_WARNING_DAYS:
+        return Check(
+            "tls",
+            Outcome.WARN,
+            None,
+            f"certificate expires in {evidence.cert.days_left:.0f} days; {cert}",
+            "renew the broker certificate",
+        )
+    return passed("tls", f"certificate verified; {cert}")
+
+
+def _tls_verify_failure(evidence: TlsEvidence, cert: str) -> Check:
+    code = evidence.verify_code
+    if code in _EXPIRED:
+        return Check(
+            "tls",
+            Outcome.FAIL,
+            Cause.TLS_CERT_EXPIRED,
+            f"the broker's certificate has expired; {cert}",
+            "renew the broker's certificate (the client cannot work around an expired one)",
+        )
+    if code in _HOSTNAME:
+        return Check(
+            "tls",
+            Outcome.FAIL,
+            Cause.TLS_HOSTNAME_MISMATCH,
+            f"the certificate does not name {evidence.host}; {cert}",
+            "connect by a name the certificate lists (MQTTHUB_BROKER_URL), or set "
+            "MQTTHUB_TLS_INSECURE=true to skip only the hostname check (the chain is still "
+            "verified)",
+        )
+    ca = evidence.ca_file or "the system CA store"
+    return Check(
+        "tls",
+        Outcome.FAIL,
+        Cause.TLS_UNKNOWN_CA,
+        f"the certificate is not signed by a CA in {ca} ({evidence.verify_error}); {cert}",
+        "set MQTTHUB_CA_FILE to the CA certificate that signed the broker's certificate "
+        "(its issuer is shown above)",
+    )
+
+
+def _describe_cert(cert: CertInfo | None) -> str:
+    if cert is None:
+        return "no certificate seen"
+    return (
+        f"subject {cert.subject}, issuer {cert.issuer}, names {', '.join(cert.names) or '-'}, "
+        f"valid until {cert.not_after}"
+    )
+
+
+# ---------------------------------------------------------------- mqtt connect
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One CONNECT attempt."""
+
+    protocol: str
+    reason: str  # connected | a CONNACK reason name | closed_before_connack | timeout
+    code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectEvidence:
+    """How CONNECT went with MQTT 5 and 3.1.1."""
+
+    attempts: tuple[Attempt, ...]
+    username: str | None = None
+    client_id: str = ""
+    requested_keepalive: int = 60
+    server_keepalive: int | None = None
+    broker_version: str | None = None
+
+    @property
+    def connected(self) -> Attempt | None:
+        """The attempt that connected, if any."""
+        return next((a for a in self.attempts if a.reason == "connected"), None)
+
+
+_CONNACK_CAUSES = {
+    "bad_credentials": (
+        Cause.BAD_CREDENTIALS,
+        "set the right username and password (MQTTHUB_BROKER_URL user:password, or "
+        "MQTT_USERNAME / MQTT_PASSWORD)",
+    ),
+    "not_authorized": (
+        Cause.NOT_AUTHORIZED,
+        "check the username and password (Mosquitto answers a wrong password with 'not "
+        "authorized'), and that the broker allows this user (MQTT_USERNAME/MQTT_PASSWORD or "
+        "user:password in MQTTHUB_BROKER_URL)",
+    ),
+    "client_id_rejected": (
+        Cause.CLIENT_ID_REJECTED,
+        "set MQTTHUB_CLIENT_ID to an id the broker accepts (some brokers require a prefix "
+        "or a shorter id)",
+    ),
+    "server_unavailable": (
+        Cause.SERVER_UNAVAILABLE,
+        "the broker is up but cannot take clients now; check its log and load",
+    ),
+    "server_busy": (
+        Cause.SERVER_UNAVAILABLE,
+        "the broker is up but cannot take clients now; check its log and load",
+    ),
+    "banned": (Cause.NOT_AUTHORIZED, "the broker banned this client; ask its administrator"),
+}
+
+
+def check_connect(evidence: ConnectEvidence) -> Check:
+    """CONNACK must accept us with MQTT 5 or 3.1.1."""
+    tried = "; ".join(
+        f"{a.protocol}: {a.reason}" + (f" (code {a.code:#x})" if a.code is not None else "")
+        for a in evidence.attempts
+    )
+    connected = evidence.connected
+    if connected is None:
+        refusal = next((a for a in evidence.attempts if a.reason in _CONNACK_CAUSES), None)
+        if refusal is not None:
+            cause, fix = _CONNACK_CAUSES[refusal.reason]
+            who = f"user {evidence.username}" if evidence.username else "anonymous clients"
+            return Check("mqtt_connect", Outcome.FAIL, cause, f"{tried}; as {who}", fix)
+        if all(
+            a.reason in {"unsupported_protocol", "closed_before_connack"} for a in evidence.attempts
+        ):
+            return Check(
+                "mqtt_connect",
+                Outcome.FAIL,
+                Cause.PROTOCOL_UNSUPPORTED,
+                f"the broker accepts neither MQTT 5 nor 3.1.1: {tried}",
+                "check that this port is an MQTT listener (not websockets or another "
+                "service) and that the broker speaks MQTT 3.1.1 or 5",
+            )
+        return Check(
+            "mqtt_connect",
+            Outcome.FAIL,
+            Cause.SERVER_UNAVAILABLE,
+            f"no CONNACK: {tried}",
+            "check the broker's log; it accepted TCP but did not answer CONNECT",
+        )
+    broker = f", broker {evidence.broker_version}" if evidence.broker_version else ""
+    detail = f"connected with {connected.protocol} as {evidence.client_id}{broker}; tried {tried}"
+    server = evidence.server_keepalive
+    if server is not None and server < evidence.requested_keepalive:
+        return Check(
+            "mqtt_connect",
+            Outcome.WARN,
+            Cause.KEEPALIVE_REJECTED,
+            f"{detail}; the broker caps keepalive at {server} s (we asked for "
+            f"{evidence.requested_keepalive} s: its max_keepalive is lower)",
+            f"set MQTTHUB_KEEPALIVE={server} or less (or raise max_keepalive on the broker)",
+        )
+    return passed("mqtt_connect", detail)
+
+
+# ---------------------------------------------------------------- subscribe and publish
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvidence:
+    """The subscriptions serve would make, and a probe message through them."""
+
+    granted: dict[str, int]
+    probe_topic: str
+    publish_code: int | None  # MQTT 5 PUBACK reason; None on 3.1.1 or without a PUBACK
+    delivered: bool
+    protocol: str
+    username: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_subscribe(evidence: DeliveryEvidence) -> Check:
+    """Each filter must be granted and must actually deliver device messages."""
+    who = evidence.username or "anonymous clients"
+    refused = [topic for topic, code in evidence.granted.items() if code >= 0x80]
+    if refused:
+        return Check(
+            "subscribe",
+            Outcome.FAIL,
+            Cause.ACL_DENIED_SUBSCRIBE,
+            f"the broker refused the subscription to {', '.join(refused)} "
+            f"(SUBACK {', '.join(hex(evidence.granted[t]) for t in refused)})",
+            f"allow {who} to read {', '.join(refused)} in the broker's ACL "
+            f"(Mosquitto: `topic read {refused[0]}` under `user {who}`)",
+        )
+    granted = ", ".join(f"{t} (QoS {c})" for t, c in evidence.granted.items())
+    if evidence.delivered:
+        return passed("subscribe", f"granted {granted}; probe on {evidence.probe_topic} delivered")
+    if evidence.publish_code is not None and evidence.publish_code >= 0x80:
+        return Check(
+            "subscribe",
+            Outcome.WARN,
+            None,
+            f"granted {granted}; delivery not confirmed: the probe publish was refused",
+            "see the publish check",
+        )
+    ambiguity = (
+        " (on MQTT 3.1.1 a refused probe publish looks the same)"
+        if evidence.protocol == "MQTT 3.1.1"
+        else ""
+    )
+    return Check(
+        "subscribe",
+        Outcome.FAIL,
+        Cause.ACL_DENIED_SUBSCRIBE,
+        f"granted {granted}, but a probe published on {evidence.probe_topic} never arrived: "
+        f"the broker drops what its ACL forbids {who} to read{ambiguity}",
+        f"allow {who} to read the device topics in the broker's ACL (Mosquitto: "
+        f"`topic read {next(iter(evidence.granted), 'devices/#')}` under `user {who}`)",
+    )
+
+
+def check_publish(evidence: DeliveryEvidence) -> Check:
+    """The backend's own publishes (commands, probes) should be allowed; a warning if not."""
+    who = evidence.username or "anonymous clients"
+    if evidence.publish_code is not None and evidence.publish_code >= 0x80:
+        return Check(
+            "publish",
+            Outcome.WARN,
+            Cause.ACL_DENIED_PUBLISH,
+            f"the broker refused a publish to {evidence.probe_topic} "
+            f"(PUBACK {evidence.publish_code:#x}): ingestion works, but the backend cannot "
+            "publish commands or doctor probes",
+            f"allow {who} to write the device topics in the broker's ACL if the backend "
+            "should publish (Mosquitto: `topic write devices/#`)",
+        )
+    return passed("publish", f"published to {evidence.probe_topic}")
+
+
+# ---------------------------------------------------------------- stability
+
+
+@dataclass(frozen=True, slots=True)
+class StabilityEvidence:
+    """What happened while staying connected for ``seconds``."""
+
+    seconds: float
+    client_id: str
+    borrowed_id: bool
+    drops: tuple[dict[str, Any], ...]
+    diagnosis: str | None
+    diagnosis_message: str | None = None
+
+
+def check_stability(evidence: StabilityEvidence) -> Check:
+    """A stable connection, or the named reason it keeps dropping."""
+    caveat = (
+        f" (the probe used the live client id {evidence.client_id} and so competed with the "
+        "live client itself)"
+        if evidence.borrowed_id
+        else ""
+    )
+    if evidence.diagnosis in {"client_id_conflict", "probable_client_id_conflict"}:
+        return Check(
+            "stability",
+            Outcome.FAIL,
+            Cause.CLIENT_ID_CONFLICT,
+            f"{evidence.diagnosis_message}{caveat}",
+            "give every running instance its own client id: unset MQTTHUB_CLIENT_ID (mqtthub "
+            "then makes a unique one) or make it unique per instance; in desktop apps, add a "
+            "per-process suffix to the id",
+        )
+    reasons = [str(d.get("reason")) for d in evidence.drops]
+    if "keepalive_timeout" in reasons:
+        return Check(
+            "stability",
+            Outcome.FAIL,
+            Cause.KEEPALIVE_TIMEOUT,
+            f"the broker dropped us for keepalive timeout (0x8D) during {evidence.seconds:.0f} s"
+            f"{caveat}",
+            "lower MQTTHUB_KEEPALIVE, and check that nothing blocks the client's event loop",
+        )
+    if reasons:
+        return Check(
+            "stability",
+            Outcome.FAIL,
+            None,
+            f"{len(reasons)} drops in {evidence.seconds:.0f} s: {', '.join(reasons)}{caveat}",
+            "see the broker's log for these disconnects",
+        )
+    return passed("stability", f"connected for {evidence.seconds:.0f} s without a drop{caveat}")
+
+
+# ---------------------------------------------------------------- traffic and pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficEvidence:
+    """Device messages seen on the configured broker in ``seconds``."""
+
+    seconds: float
+    messages: int
+    devices: int
+    registered: int
+    endpoint: str
+    provisioned_endpoints: tuple[str, ...] = ()
+
+
+def check_traffic(evidence: TrafficEvidence) -> Check:
+    """Devices that exist should be heard; devices provisioned elsewhere explain silence."""
+    seen = (
+        f"{evidence.messages} messages from {evidence.devices} devices in {evidence.seconds:.0f} s"
+    )
+    if evidence.messages:
+        return passed("traffic", seen)
+    others = sorted({e for e in evidence.provisioned_endpoints if e != evidence.endpoint})
+    if others:
+        return Check(
+            "traffic",
+            Outcome.FAIL,
+            Cause.ENDPOINT_MISMATCH,
+            f"{seen}; the devices were provisioned with {', '.join(others)} but this "
+            f"configuration uses {evidence.endpoint}",
+            f"point MQTTHUB_BROKER_URL at {others[0]} (the endpoint the devices use), with "
+            "mqtts:// and MQTTHUB_CA_FILE if it is a TLS port",
+        )
+    if evidence.registered:
+        return Check(
+            "traffic",
+            Outcome.FAIL,
+            Cause.NO_DEVICE_TRAFFIC,
+            f"{seen}, while {evidence.registered} devices are registered",
+            "check that the devices publish to this broker (their MQTT host/port) under the "
+            "topic prefix MQTTHUB_TOPIC_PREFIX",
+        )
+    return Check("traffic", Outcome.WARN, None, f"{seen}; no devices registered yet", None)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineEvidence:
+    """Whether a synthetic reading published now shows up in the running service's API."""
+
+    api: str
+    device_id: str
+    stored: bool
+    error: str | None = None
+
+
+def check_pipeline(evidence: PipelineEvidence) -> Check:
+    """A reading published on the broker must reach the running service's store."""
+    if evidence.stored:
+        return passed(
+            "pipeline", f"{evidence.api} stored the probe reading of {evidence.device_id}"
+        )
+    problem = f": {evidence.error}" if evidence.error else ""
+    return Check(
+        "pipeline",
+        Outcome.FAIL,
+        Cause.PIPELINE_NOT_STORING,
+        f"a probe reading published for {evidence.device_id} did not appear at "
+        f"{evidence.api} within the wait{problem}",
+        "check that the running service uses the same MQTTHUB_BROKER_URL and "
+        "MQTTHUB_TOPIC_PREFIX as this doctor run, and its /healthz",
+    )
+
+
+def evidence_dict(evidence: Any) -> dict[str, Any]:
+    """Evidence as JSON-ready data (for --json)."""
+    return asdict(evidence)

@@ -1,0 +1,395 @@
+"""The doctor's probes: look at the network, TLS, the broker and the service (I/O only).
+
+Each probe returns an evidence record from :mod:`mqtthub.doctor.diagnose`; deciding what
+the evidence means is left to the pure rules there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import ssl
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from sqlalchemy import create_engine, inspect, select
+from sqlalchemy.engine import make_url
+
+from mqtthub.config import BrokerEndpoint, Settings, build_ssl_context
+from mqtthub.doctor.diagnose import (
+    Attempt,
+    CertInfo,
+    ConnectEvidence,
+    DeliveryEvidence,
+    NetworkEvidence,
+    PipelineEvidence,
+    StabilityEvidence,
+    TlsEvidence,
+    TrafficEvidence,
+)
+from mqtthub.errors import BrokerError, ConnectRefusedError
+from mqtthub.messages import subscriptions
+from mqtthub.store.schema import devices
+from mqtthub.transport.backoff import Backoff
+from mqtthub.transport.client import PROTOCOL_NAMES, MqttSession, MqttTransport
+from mqtthub.transport.history import ConnectionEvent, ConnectionHistory
+
+NETWORK_TIMEOUT_S = 3.0
+CONNECT_TIMEOUT_S = 4.0
+DELIVERY_TIMEOUT_S = 3.0
+DOCTOR_DEVICE = "mqtthub-doctor"
+BROKER_PROGRAMS = ("mosquitto", "emqx", "beam.smp", "rumqttd", "nanomq", "vernemq", "hivemq")
+
+
+async def probe_network(endpoint: BrokerEndpoint) -> NetworkEvidence:
+    """Resolve the broker host and open a TCP connection to it."""
+    host, port = endpoint.host, endpoint.port
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(NETWORK_TIMEOUT_S):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError) as exc:
+        return NetworkEvidence(host, port, dns_error=str(exc) or "timed out")
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    local = endpoint.is_local or all(a.startswith("127.") or a == "::1" for a in addresses)
+    tcp, error = await _tcp_connect(host, port)
+    processes = broker_processes() if local and tcp == "refused" else ()
+    return NetworkEvidence(host, port, addresses, None, tcp, error, local, processes)
+
+
+async def _tcp_connect(host: str, port: int) -> tuple[str, str | None]:
+    try:
+        async with asyncio.timeout(NETWORK_TIMEOUT_S):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except ConnectionRefusedError:
+        return "refused", None
+    except TimeoutError:
+        return "timeout", None
+    except OSError as exc:
+        return "error", str(exc)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return "open", None
+
+
+def broker_processes() -> tuple[str, ...]:
+    """Names and pids of MQTT broker processes on this machine (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        program = os.path.basename(command.split(" ", 1)[0])
+        if program in BROKER_PROGRAMS or "iotcore._serve" in command:
+            found.append(f"{program} (pid {entry.name})")
+    return tuple(found)
+
+
+async def probe_tls(endpoint: BrokerEndpoint, settings: Settings) -> TlsEvidence:
+    """Find out whether the port speaks TLS, and verify it as the settings would."""
+    offered, cert = await asyncio.to_thread(_tls_handshake, endpoint, _unverified_context())
+    evidence = TlsEvidence(
+        configured=endpoint.tls,
+        offered=offered,
+        cert=_cert_info(cert) if cert else None,
+        host=endpoint.host,
+        ca_file=str(settings.ca_file) if settings.ca_file else None,
+    )
+    if not (offered and endpoint.tls):
+        return evidence
+    try:
+        await asyncio.to_thread(_tls_handshake, endpoint, build_ssl_context(settings), True)
+    except ssl.SSLCertVerificationError as exc:
+        return TlsEvidence(
+            evidence.configured,
+            True,
+            evidence.cert,
+            exc.verify_message,
+            exc.verify_code,
+            evidence.host,
+            evidence.ca_file,
+        )
+    return evidence
+
+
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only to look at the certificate, never to talk
+    return context
+
+
+def _tls_handshake(
+    endpoint: BrokerEndpoint, context: ssl.SSLContext, verifying: bool = False
+) -> tuple[bool, bytes | None]:
+    """(speaks TLS, the peer's DER certificate). Verification errors propagate when verifying."""
+    try:
+        with (
+            socket.create_connection((endpoint.host, endpoint.port), NETWORK_TIMEOUT_S) as sock,
+            context.wrap_socket(sock, server_hostname=endpoint.host) as tls,
+        ):
+            return True, tls.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError:
+        if verifying:
+            raise
+        return True, None
+    except (ssl.SSLError, OSError):
+        return False, None
+
+
+def _cert_info(der: bytes) -> CertInfo:
+    cert = x509.load_der_x509_certificate(der)
+    names: list[str] = []
+    with contextlib.suppress(x509.ExtensionNotFound):
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [*sans.get_values_for_type(x509.DNSName)]
+        names += [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    not_after = cert.not_valid_after_utc
+    days_left = (not_after - datetime.now(UTC)).total_seconds() / 86400
+    return CertInfo(
+        cert.subject.rfc4514_string(),
+        cert.issuer.rfc4514_string(),
+        tuple(names),
+        not_after.isoformat(),
+        days_left,
+    )
+
+
+class Probe:
+    """The doctor's MQTT client: one connection, messages collected for inspection."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        """Prepare; :meth:`connect` connects."""
+        self.settings = settings
+        self.client_id = client_id
+        self.messages: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.session: MqttSession | None = None
+        self.transport = MqttTransport(
+            endpoint=settings.broker,
+            ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
+            client_id=client_id,
+            topics=subscriptions(settings.topic_prefix),
+            handler=self._collect,
+            keepalive=settings.keepalive,
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
+
+    async def _collect(self, topic: str, payload: bytes, *_flags: object) -> None:
+        self.messages.put_nowait((topic, payload))
+
+    async def connect(self) -> ConnectEvidence:
+        """CONNECT with MQTT 5, then 3.1.1 unless MQTT 5 got a definite refusal."""
+        attempts = []
+        for version in (MQTTv50, MQTTv311):
+            protocol = PROTOCOL_NAMES[version]
+            try:
+                self.session = await self.transport.open(version)
+            except ConnectRefusedError as refused:
+                attempts.append(Attempt(protocol, refused.reason, refused.code))
+                if refused.reason != "unsupported_protocol":
+                    break
+                continue
+            except (BrokerError, OSError, TimeoutError) as exc:
+                reason = "timeout" if isinstance(exc, TimeoutError) else "closed_before_connack"
+                attempts.append(Attempt(protocol, reason))
+                continue
+            attempts.append(Attempt(protocol, "connected"))
+            break
+        endpoint = self.settings.broker
+        return ConnectEvidence(
+            tuple(attempts),
+            endpoint.username,
+            self.client_id,
+            self.settings.keepalive,
+            self.session.server_keepalive if self.session else None,
+        )
+
+    async def delivery(self) -> tuple[DeliveryEvidence, str | None]:
+        """Subscribe as serve would, publish a probe on a device topic, see it arrive.
+
+        Returns the evidence and the broker's version when ``$SYS`` reveals it.
+        """
+        assert self.session is not None
+        filters = list(subscriptions(self.settings.topic_prefix))
+        async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+            codes = await self.session.subscribe([*filters, "$SYS/broker/version"])
+        granted = dict(zip(filters, codes, strict=False))
+        topic = f"{self.settings.topic_prefix}/{DOCTOR_DEVICE}/heartbeat"
+        nonce = secrets.token_hex(8)
+        code: int | None
+        try:
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                code = await self.session.publish(
+                    topic, json.dumps({"doctor_probe": nonce}).encode()
+                )
+        except TimeoutError:
+            code = None
+        delivered, version = await self._await_probe(topic, nonce.encode())
+        protocol = self.session.protocol
+        mqtt5_code = code if protocol == "MQTT 5" else None
+        evidence = DeliveryEvidence(
+            granted, topic, mqtt5_code, delivered, protocol, self.settings.broker.username
+        )
+        return evidence, version
+
+    async def _await_probe(self, topic: str, nonce: bytes) -> tuple[bool, str | None]:
+        version = None
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    got_topic, payload = await self.messages.get()
+            except TimeoutError:
+                break
+            if got_topic == "$SYS/broker/version":
+                version = payload.decode(errors="replace")
+            elif got_topic == topic and nonce in payload:
+                return True, version
+        return False, version
+
+    async def traffic(self, seconds: float) -> tuple[int, int]:
+        """(messages, distinct devices) on the device topics during ``seconds``."""
+        while not self.messages.empty():
+            self.messages.get_nowait()
+        count, senders = 0, set()
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    topic, _payload = await self.messages.get()
+            except TimeoutError:
+                break
+            parts = topic.split("/")
+            if topic.startswith("$") or len(parts) < 2 or parts[-2] == DOCTOR_DEVICE:
+                continue
+            count += 1
+            senders.add(parts[-2])
+        return count, len(senders)
+
+    async def pipeline(self, api: str, token: str | None) -> PipelineEvidence:
+        """Publish a synthetic reading and look for it in the running service's API."""
+        assert self.session is not None
+        value = float(secrets.randbelow(10**9))
+        topic = f"{self.settings.topic_prefix}/{DOCTOR_DEVICE}/sensor"
+        payload = json.dumps({"doctor_probe": value}).encode()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                await self.session.publish(topic, payload)
+        url = f"{api.rstrip('/')}/api/devices/{DOCTOR_DEVICE}"
+        error = None
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                found = await asyncio.to_thread(_get_json, url, token)
+            except (OSError, ValueError) as exc:
+                error = str(exc)
+                found = None
+            latest = (found or {}).get("latest", {})
+            if latest.get("doctor_probe", {}).get("value") == value:
+                return PipelineEvidence(api, DOCTOR_DEVICE, True)
+            await asyncio.sleep(0.2)
+        return PipelineEvidence(api, DOCTOR_DEVICE, False, error)
+
+    async def close(self) -> None:
+        """Disconnect."""
+        if self.session is not None:
+            await self.session.close()
+
+
+def _get_json(url: str, token: str | None) -> dict[str, Any] | None:
+    request = urllib.request.Request(url)  # noqa: S310 (the operator's own --api URL)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
+            result: dict[str, Any] = json.load(response)
+            return result
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+async def probe_stability(settings: Settings, client_id: str, seconds: float) -> StabilityEvidence:
+    """Stay connected (reconnecting as serve would) and record every drop."""
+    history = ConnectionHistory(client_id)
+    drops: list[dict[str, Any]] = []
+
+    def on_event(event: ConnectionEvent) -> None:
+        history.add(event)
+        if event.event == "disconnected":
+            drops.append(event.as_dict())
+
+    async def discard(*_message: object) -> None:
+        return None
+
+    transport = MqttTransport(
+        endpoint=settings.broker,
+        ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
+        client_id=client_id,
+        topics=(),
+        handler=discard,
+        keepalive=settings.keepalive,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        backoff=Backoff(base=0.5, cap=5.0, stable_after=settings.keepalive),
+        on_event=on_event,
+        mqtt_version=settings.mqtt_version,
+    )
+    task = asyncio.create_task(transport.run())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), timeout=seconds)
+    await transport.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    diagnosis = history.diagnosis
+    return StabilityEvidence(
+        seconds,
+        client_id,
+        borrowed_id=False,
+        drops=tuple(drops),
+        diagnosis=diagnosis.reason if diagnosis else None,
+        diagnosis_message=diagnosis.message if diagnosis else None,
+    )
+
+
+def registry(settings: Settings) -> tuple[int, tuple[str, ...]]:
+    """(registered devices, endpoints they were provisioned with), read-only; (0, ()) if none."""
+    url = make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return 0, ()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("devices"):
+                return 0, ()
+            rows = connection.execute(select(devices.c.broker_endpoint)).all()
+    except Exception:  # a database we cannot read means no registry to compare with
+        return 0, ()
+    finally:
+        engine.dispose()
+    endpoints = tuple(sorted({row.broker_endpoint for row in rows if row.broker_endpoint}))
+    return len(rows), endpoints
+
+
+def traffic_evidence(
+    settings: Settings, seconds: float, counted: tuple[int, int]
+) -> TrafficEvidence:
+    """Combine what was heard with what the registry says."""
+    registered, endpoints = registry(settings)
+    return TrafficEvidence(
+        seconds, counted[0], counted[1], registered, settings.broker.address, endpoints
+    )

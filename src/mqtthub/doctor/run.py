@@ -1,0 +1,171 @@
+"""Run the doctor's checks in layers; the first hard failure skips the layers after it."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from mqtthub.config import TLS_PORTS, Settings, load_settings
+from mqtthub.doctor import diagnose as rules
+from mqtthub.doctor import probes
+from mqtthub.doctor.diagnose import Check, ConfigEvidence, Outcome
+from mqtthub.errors import ConfigError
+
+ORDER = (
+    "config",
+    "dns",
+    "tcp",
+    "tls",
+    "mqtt_connect",
+    "subscribe",
+    "publish",
+    "stability",
+    "traffic",
+    "pipeline",
+)
+OPTIONAL = {
+    "stability": "not requested (--soak SECONDS)",
+    "traffic": "not requested (--expect-traffic SECONDS)",
+    "pipeline": "not requested (--api URL)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorOptions:
+    """What to check beyond the basic layers."""
+
+    soak: float | None = None
+    client_id: str | None = None
+    expect_traffic: float | None = None
+    api: str | None = None
+
+
+def load_config(flags: dict[str, Any]) -> tuple[Settings | None, ConfigEvidence]:
+    """Load settings like ``serve`` does; a failure is evidence, not an exception."""
+    try:
+        settings = load_settings(**flags)
+    except ConfigError as exc:
+        return None, ConfigEvidence({}, error=str(exc))
+    endpoint = settings.broker
+    summary = {
+        "broker": endpoint.display(),
+        "tls": "yes" if endpoint.tls else "no",
+        "ca_file": str(settings.ca_file) if settings.ca_file else "-",
+        "client_id": settings.client_id or "unique per instance",
+        "keepalive": settings.keepalive,
+        "topic_prefix": settings.topic_prefix,
+        "database": settings.sqlalchemy_url.split("@")[-1],
+    }
+    return settings, ConfigEvidence(summary, contradictions=_contradictions(settings))
+
+
+def _contradictions(settings: Settings) -> tuple[str, ...]:
+    found = []
+    url = settings.broker_url
+    if "broker_url" in settings.model_fields_set and settings.mqtt_broker_host:
+        legacy = f"{settings.mqtt_broker_host}:{settings.mqtt_broker_port or 1883}"
+        if legacy != f"{settings.broker.host}:{settings.broker.port}":
+            found.append(
+                f"MQTTHUB_BROKER_URL ({settings.broker.address}) and MQTT_BROKER_HOST/PORT "
+                f"({legacy}) name different brokers; MQTTHUB_BROKER_URL wins"
+            )
+    if url.startswith("mqtt://") and settings.broker.port in TLS_PORTS:
+        found.append(
+            f"MQTTHUB_BROKER_URL says mqtt:// but port {settings.broker.port} is a TLS port "
+            "(TLS is switched on by the port)"
+        )
+    if settings.ca_file and not settings.broker.tls:
+        found.append("MQTTHUB_CA_FILE is set but the connection is plain MQTT")
+    return tuple(found)
+
+
+async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[list[Check], str]:
+    """Run every layer; return the checks in report order and the target description."""
+    settings, config = load_config(flags)
+    checks = [rules.check_config(config)]
+    if settings is None:
+        return _finish(checks, options, "config"), "configuration"
+    target = settings.broker.display()
+    network = await probes.probe_network(settings.broker)
+    for check in (rules.check_dns(network), rules.check_tcp(network)):
+        checks.append(check)
+        if check.status is Outcome.FAIL:
+            return _finish(checks, options, check.id), target
+    checks.append(rules.check_tls(await probes.probe_tls(settings.broker, settings)))
+    if checks[-1].status is Outcome.FAIL:
+        return _finish(checks, options, "tls"), target
+    broker_checks = await _broker_checks(settings, options)
+    checks += broker_checks
+    if broker_checks[0].status is Outcome.FAIL:
+        return _finish(checks, options, "mqtt_connect"), target
+    if options.soak:
+        borrowed = options.client_id is not None
+        client_id = options.client_id or f"mqtthub-doctor-{secrets.token_hex(4)}"
+        evidence = await probes.probe_stability(settings, client_id, options.soak)
+        checks.append(rules.check_stability(_borrowed(evidence, borrowed)))
+    return _finish(checks, options, None), target
+
+
+async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Check]:
+    probe = probes.Probe(settings, f"mqtthub-doctor-{secrets.token_hex(4)}")
+    try:
+        connect = await probe.connect()
+        if probe.session is None:
+            return [rules.check_connect(connect)]
+        delivery, version = await probe.delivery()
+        connect = rules.ConnectEvidence(
+            connect.attempts,
+            connect.username,
+            connect.client_id,
+            connect.requested_keepalive,
+            connect.server_keepalive,
+            version,
+        )
+        checks = [
+            rules.check_connect(connect),
+            rules.check_subscribe(delivery),
+            rules.check_publish(delivery),
+        ]
+        if options.expect_traffic:
+            counted = await probe.traffic(options.expect_traffic)
+            evidence = probes.traffic_evidence(settings, options.expect_traffic, counted)
+            checks.append(rules.check_traffic(evidence))
+        if options.api:
+            token = settings.api_token.get_secret_value() if settings.api_token else None
+            checks.append(rules.check_pipeline(await probe.pipeline(options.api, token)))
+        return checks
+    finally:
+        await probe.close()
+
+
+def _borrowed(evidence: rules.StabilityEvidence, borrowed: bool) -> rules.StabilityEvidence:
+    return rules.StabilityEvidence(
+        evidence.seconds,
+        evidence.client_id,
+        borrowed,
+        evidence.drops,
+        evidence.diagnosis,
+        evidence.diagnosis_message,
+    )
+
+
+def _finish(checks: list[Check], options: DoctorOptions, failed_at: str | None) -> list[Check]:
+    """Add skipped checks for what did not run, and sort into report order."""
+    done = {check.id for check in checks}
+    for check_id in ORDER:
+        if check_id in done:
+            continue
+        if failed_at is not None:
+            checks.append(rules.skipped(check_id, f"skipped: {failed_at} failed"))
+        elif check_id in OPTIONAL and not _requested(check_id, options):
+            checks.append(rules.skipped(check_id, OPTIONAL[check_id]))
+    return sorted(checks, key=lambda check: ORDER.index(check.id))
+
+
+def _requested(check_id: str, options: DoctorOptions) -> bool:
+    return bool(
+        {"stability": options.soak, "traffic": options.expect_traffic, "pipeline": options.api}[
+            check_id
+        ]
+    )
