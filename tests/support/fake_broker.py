@@ -1,8 +1,10 @@
-"""FAKE MQTT 5 broker for the few broker behaviours a real Mosquitto 2.0 cannot produce.
+"""FAKE MQTT broker for the few broker behaviours a real Mosquitto 2.0 cannot produce.
 
 Mosquitto 2.0.11 closes the socket on a session takeover instead of sending DISCONNECT
-0x8E (EMQX sends it), and it never redirects clients (0x9C/0x9D). This fake speaks just
-enough MQTT 5 to play those parts; everything else in the suite uses real brokers.
+0x8E (EMQX sends it), never sends 0x8D keepalive timeout to a client, never redirects
+(0x9C/0x9D), answers a wrong password with "not authorized" rather than "bad user name or
+password", and always speaks both protocol versions. This fake speaks just enough MQTT to
+play those parts; everything else in the suite uses real brokers.
 """
 
 from __future__ import annotations
@@ -30,19 +32,28 @@ def _packet(first_byte: int, body: bytes) -> bytes:
 
 
 class FakeBroker:
-    """A fake broker on 127.0.0.1 that either takes sessions over or redirects.
+    """A fake broker on 127.0.0.1 with one scripted behaviour.
 
     Args:
-        behaviour: ``takeover`` accepts CONNECT and SUBSCRIBE, then sends DISCONNECT 0x8E
-            (session taken over); ``redirect`` answers CONNECT with CONNACK 0x9C (use
-            another server) carrying ``server_reference``.
+        behaviour: ``takeover`` / ``keepalive_timeout`` accept the connection, then send
+            DISCONNECT 0x8E / 0x8D; ``redirect`` answers CONNECT with CONNACK 0x9C (use
+            another server) carrying ``server_reference``; ``refuse`` answers CONNECT with
+            ``refuse_codes`` (MQTT 5 reason code, MQTT 3.1.1 return code).
         server_reference: the ``host:port`` a redirect names.
+        refuse_codes: the CONNACK codes for ``refuse``.
     """
 
-    def __init__(self, *, behaviour: str, server_reference: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        behaviour: str,
+        server_reference: str = "",
+        refuse_codes: tuple[int, int] = (0x86, 4),
+    ) -> None:
         """Prepare; :meth:`start` listens."""
         self.behaviour = behaviour
         self.server_reference = server_reference
+        self.refuse_codes = refuse_codes
         self.port = free_port()
         self.connects = 0
         self._loop = asyncio.new_event_loop()
@@ -78,27 +89,43 @@ class FakeBroker:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            first, _ = await self._read_packet(reader)
+            first, body = await self._read_packet(reader)
             assert first >> 4 == 1, "expected CONNECT"
             self.connects += 1
+            mqtt5 = body[6] == 5  # protocol level after the protocol name
+            props = b"\x00" if mqtt5 else b""
             if self.behaviour == "redirect":
                 reference = self.server_reference.encode()
-                props = b"\x1c" + len(reference).to_bytes(2, "big") + reference
-                writer.write(_packet(0x20, b"\x00\x9c" + _varint(len(props)) + props))
+                prop = b"\x1c" + len(reference).to_bytes(2, "big") + reference
+                writer.write(_packet(0x20, b"\x00\x9c" + _varint(len(prop)) + prop))
+            elif self.behaviour == "refuse":
+                code = self.refuse_codes[0] if mqtt5 else self.refuse_codes[1]
+                writer.write(_packet(0x20, bytes([0, code]) + props))
+            else:
+                writer.write(_packet(0x20, b"\x00\x00" + props))
                 await writer.drain()
-                return
-            writer.write(_packet(0x20, b"\x00\x00\x00"))
-            first, body = await self._read_packet(reader)
-            assert first >> 4 == 8, "expected SUBSCRIBE"
-            writer.write(_packet(0x90, body[:2] + b"\x00\x01"))
-            await writer.drain()
-            await asyncio.sleep(0.2)
-            writer.write(_packet(0xE0, b"\x8e\x00"))  # DISCONNECT: session taken over
+                await self._answer_subscribe(reader, writer, props)
+                code = 0x8E if self.behaviour == "takeover" else 0x8D
+                writer.write(_packet(0xE0, bytes([code]) + props))
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
+
+    async def _answer_subscribe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, props: bytes
+    ) -> None:
+        """SUBACK a SUBSCRIBE that comes within 0.2 s; clients that do not subscribe are fine."""
+        try:
+            async with asyncio.timeout(0.2):
+                first, body = await self._read_packet(reader)
+        except TimeoutError:
+            return
+        if first >> 4 == 8:
+            writer.write(_packet(0x90, body[:2] + props + b"\x01"))
+            await writer.drain()
+            await asyncio.sleep(0.2)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -457,6 +457,8 @@ class MqttTransport:
         return 0
 
     async def _subscribe(self, connection: _Connection) -> None:
+        if not self._topics:
+            return
         connection.client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in self._topics])
         try:
             granted = await asyncio.wait_for(
