@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Any:
         """Like pydantic's, with the password in ``broker_url`` masked."""
         for name, value in super().__repr_args__():
-            yield name, _mask_url(value) if name == "broker_url" else value
+            yield name, _mask_url(value) if name in {"broker_url", "database_url"} else value
 
     @property
     def broker(self) -> BrokerEndpoint:

@@ -76,11 +76,12 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     accepted_by_kind: Counter[str] = field(default_factory=Counter)
+    accepted: list[tuple[RawMessage, Accepted]] = field(default_factory=list)
 
     @property
-    def accepted(self) -> int:
+    def stored(self) -> int:
         """Messages this batch stores (not counting dead letters)."""
-        return sum(self.accepted_by_kind.values())
+        return len(self.accepted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,7 @@ def _apply(
     store_readings: bool,
 ) -> None:
     batch.accepted_by_kind[message.kind] += 1
+    batch.accepted.append((raw, message))
     device_id = message.device_id
     transition = presence.observe(message, received_at=raw.received_at, retained=raw.retain)
     if transition is not None:

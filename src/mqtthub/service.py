@@ -15,10 +15,13 @@ import uvicorn
 
 from mqtthub.config import Delivery, Settings, build_ssl_context
 from mqtthub.errors import MqttHubError
+from mqtthub.events import EventBus
 from mqtthub.messages import subscriptions
+from mqtthub.metrics import Metrics, Sources
 from mqtthub.pipeline import RawMessage
 from mqtthub.presence import PresenceEngine
 from mqtthub.stats import Stats
+from mqtthub.store import queries
 from mqtthub.store.database import Store
 from mqtthub.store.writer import BatchWriter
 from mqtthub.transport import embedded
@@ -104,6 +107,18 @@ class Service:
 
     async def _serve(self, store: Store, http_socket: socket.socket) -> None:
         settings = self.settings
+        self.events = EventBus()
+        client_id = settings.effective_client_id()
+        self.history = ConnectionHistory(client_id)
+        metrics = Metrics(
+            Sources(
+                stats=self.stats,
+                queue_depth=self.queue.qsize,
+                connected=lambda: transport.state.connected,
+                reconnects=lambda: dict(self.history.counts),
+                devices_by_status=lambda: queries.count_devices(store.engine),
+            )
+        )
         writer = BatchWriter(
             store=store,
             queue=self.queue,
@@ -118,10 +133,10 @@ class Service:
             batch_size=settings.batch_size,
             redelivery_window=float(max(settings.session_expiry, 3600)),
             on_taken=self._room_made,
+            events=self.events,
+            metrics=metrics,
         )
         await writer.load()
-        client_id = settings.effective_client_id()
-        self.history = ConnectionHistory(client_id)
         self.transport = transport = MqttTransport(
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
@@ -146,6 +161,11 @@ class Service:
             queue_depth=self.queue.qsize,
             stats=self.stats,
             connection=self.history.as_dict,
+            events=self.events,
+            recent=writer.recent,
+            forget_device=writer.forget,
+            configure_device=writer.configure,
+            metrics_registry=metrics.registry,
         )
         app = create_app(store=store, runtime=runtime, api_token=settings.api_token)
         server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
@@ -158,6 +178,7 @@ class Service:
             asyncio.create_task(transport.run(), name="mqtt"),
             asyncio.create_task(writer.run(), name="writer"),
             asyncio.create_task(server.serve(sockets=[http_socket]), name="http"),
+            asyncio.create_task(self._publish_stats(runtime), name="stats"),
         ]
         try:
             await self._stop.wait()
@@ -218,6 +239,26 @@ class Service:
         if ack is not None:
             await ack
 
+    async def _publish_stats(self, runtime: Runtime) -> None:
+        """Once a second, tell dashboards the counters and the link state."""
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.events.subscribers:
+                continue
+            link = runtime.link()
+            self.events.publish(
+                "stats",
+                {
+                    **self.stats.as_dict(),
+                    "queue_depth": self.queue.qsize(),
+                    "mqtt": link.phase,
+                    "reason": link.reason,
+                    "protocol": link.protocol,
+                    "broker": link.broker,
+                    "db_error": runtime.db_error(),
+                },
+            )
+
     def _room_made(self) -> None:
         """The writer took a batch: read from the broker again once half the queue is free."""
         if self._paused and self.queue.qsize() <= self.queue.maxsize // 2:
@@ -239,6 +280,7 @@ class Service:
                 f"{e.event} {e.reason} after {e.lasted} s" for e in diagnosis.evidence
             )
             log.error("%s: %s [evidence: %s]", diagnosis.reason, diagnosis.message, evidence)
+        self.events.publish("connection", event.as_dict())
         row = {**event.as_dict(), "client_id": self.history.client_id}
         task = asyncio.get_running_loop().run_in_executor(None, store.record_connection_event, row)
         task.add_done_callback(_log_failure)

@@ -102,7 +102,7 @@ def test_status_offline_is_stored(store: Store) -> None:
     """A device that reports offline is listed with ?status=offline."""
     store.write(batch_of(("devices/d4/status", "online", T0)))
     store.write(batch_of(("devices/d4/status", "offline", T0 + 5)))
-    offline = queries.list_devices(store.engine, status="offline")
+    offline, _total = queries.list_devices(store.engine, status="offline")
     assert [(d["id"], d["status_changed_at"]) for d in offline] == [("d4", T0 + 5)]
 
 
@@ -122,3 +122,33 @@ def test_registry_lookup(store: Store) -> None:
     """``registered`` tells which device ids exist."""
     store.write(batch_of(("devices/known/heartbeat", "", T0)))
     assert store.registered(["known", "unknown"]) == {"known"}
+
+
+def test_chart_aggregates_match_the_raw_readings(store: Store) -> None:
+    """Per-minute aggregates give the same min/avg/max as the raw readings, even when a
+    batch is delivered twice."""
+    start = T0 - T0 % 60
+    values = [(start + i * 7.5, float(i % 11)) for i in range(40)]  # 5 whole minutes
+    batch = batch_of(
+        *(("devices/c1/sensor", json.dumps({"ts": ts, "v": v}), ts) for ts, v in values)
+    )
+    store.write(batch)
+    store.write(batch)  # a redelivery: the database ignores the duplicates
+    window = {"metric": "v", "since": start, "until": start + 300}
+    minutes = queries.device_series(store.engine, "c1", bucket=60, **window)  # type: ignore[arg-type]
+    raw = queries.device_series(store.engine, "c1", bucket=59.999, **window)  # type: ignore[arg-type]
+    assert [m["count"] for m in minutes] == [8] * 5
+    for by_minute, by_raw in zip(minutes, raw, strict=True):
+        assert (by_minute["min"], by_minute["max"]) == (by_raw["min"], by_raw["max"])
+        assert abs(by_minute["avg"] - by_raw["avg"]) < 1e-9
+
+
+def test_delete_device_removes_its_data(store: Store) -> None:
+    """Deleting a device removes it, its readings and its aggregates."""
+    store.write(batch_of(("devices/gone/sensor", json.dumps({"ts": T0, "v": 1}), T0)))
+    assert store.delete_device("gone")
+    assert queries.get_device(store.engine, "gone") is None
+    assert (
+        queries.device_series(store.engine, "gone", metric="v", since=0, until=2e9, bucket=60) == []
+    )
+    assert not store.delete_device("gone")

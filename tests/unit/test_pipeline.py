@@ -115,7 +115,7 @@ def test_accepted_messages_are_counted_by_kind() -> None:
         raw("devices/a/sensor", b"not json"),
     )
     assert batch.accepted_by_kind == {"sensor": 2, "status": 1, "heartbeat": 1}
-    assert batch.accepted == 4
+    assert batch.stored == 4
     assert len(batch.dead_letters) == 1
 
 
@@ -124,7 +124,7 @@ def test_sensor_message_with_nan_lands_in_dead_letters() -> None:
     payload = b'{"temp": NaN}'
     batch = batch_of(raw("devices/esp8266/sensor", payload, at=T0 + 3))
     assert batch.readings == []
-    assert batch.accepted == 0
+    assert batch.stored == 0
     [letter] = batch.dead_letters
     assert letter.reason is Reason.NON_FINITE_NUMBER
     assert letter.device_id == "esp8266"
@@ -192,7 +192,7 @@ def test_unregistered_devices_are_rejected_when_registration_is_off() -> None:
         (Reason.UNKNOWN_DEVICE, "intruder"),
         (Reason.UNKNOWN_DEVICE, "intruder"),
     ]
-    assert batch.accepted == 1
+    assert batch.stored == 1
 
 
 def test_invalid_message_from_unknown_device_keeps_its_own_reason() -> None:

@@ -6,6 +6,7 @@ stable: tests and users rely on them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -94,13 +95,18 @@ class ConfigEvidence:
 def check_config(evidence: ConfigEvidence) -> Check:
     """Invalid settings fail; contradictory ones warn."""
     if evidence.error:
-        variable = evidence.error.split(":", 1)[0]
+        variables = [
+            line.split(":", 1)[0]
+            for line in evidence.error.splitlines()
+            if re.fullmatch(r"[A-Z][A-Z0-9_]*( / [A-Z][A-Z0-9_]*)*", line.split(":", 1)[0])
+        ]
+        named = " and ".join(dict.fromkeys(variables)) if variables else "the settings"
         return Check(
             "config",
             Outcome.FAIL,
             Cause.CONFIG_INVALID,
             evidence.error,
-            f"correct {variable} (see the message above)",
+            f"correct {named} (see the message above)",
         )
     shown = ", ".join(f"{k}={v}" for k, v in evidence.summary.items())
     if evidence.contradictions:
@@ -221,9 +227,11 @@ class TlsEvidence:
 
 # OpenSSL X509_V_ERR codes.
 _EXPIRED = frozenset({10})
+_NOT_YET_VALID = frozenset({9})
 _HOSTNAME = frozenset({62, 64})
 _UNKNOWN_CA = frozenset({2, 18, 19, 20, 21})
 EXPIRY_WARNING_DAYS = 30
+MIN_KEEPALIVE = 5  # Settings.keepalive ge=5
 
 
 def check_tls(evidence: TlsEvidence) -> Check:
@@ -280,6 +288,17 @@ def _tls_verify_failure(evidence: TlsEvidence, cert: str) -> Check:
             "connect by a name the certificate lists (MQTTHUB_BROKER_URL), or set "
             "MQTTHUB_TLS_INSECURE=true to skip only the hostname check (the chain is still "
             "verified)",
+        )
+    if code is not None and code not in _UNKNOWN_CA:
+        return Check(
+            "tls",
+            Outcome.FAIL,
+            Cause.TLS_CERT_EXPIRED if code in _NOT_YET_VALID else None,
+            f"the broker's certificate does not verify: {evidence.verify_error} "
+            f"(OpenSSL code {code}); {cert}",
+            "check this machine's clock against the certificate's validity period"
+            if code in _NOT_YET_VALID
+            else "see the OpenSSL message above; the broker's certificate must be fixed",
         )
     ca = evidence.ca_file or "the system CA store"
     return Check(
@@ -383,6 +402,14 @@ def check_connect(evidence: ConnectEvidence) -> Check:
                 "check that this port is an MQTT listener (not websockets or another "
                 "service) and that the broker speaks MQTT 3.1.1 or 5",
             )
+        if any(a.code is not None for a in evidence.attempts):
+            return Check(
+                "mqtt_connect",
+                Outcome.FAIL,
+                Cause.SERVER_UNAVAILABLE,
+                f"the broker refused CONNECT: {tried}",
+                "check the broker's log for why it refused this client",
+            )
         return Check(
             "mqtt_connect",
             Outcome.FAIL,
@@ -400,7 +427,10 @@ def check_connect(evidence: ConnectEvidence) -> Check:
             Cause.KEEPALIVE_REJECTED,
             f"{detail}; the broker caps keepalive at {server} s (we asked for "
             f"{evidence.requested_keepalive} s: its max_keepalive is lower)",
-            f"set MQTTHUB_KEEPALIVE={server} or less (or raise max_keepalive on the broker)",
+            f"set MQTTHUB_KEEPALIVE={server} or less (or raise max_keepalive on the broker)"
+            if server >= MIN_KEEPALIVE
+            else f"raise max_keepalive on the broker to at least {MIN_KEEPALIVE} (mqtthub's "
+            "lowest MQTTHUB_KEEPALIVE)",
         )
     return passed("mqtt_connect", detail)
 
@@ -433,7 +463,7 @@ def check_subscribe(evidence: DeliveryEvidence) -> Check:
             f"the broker refused the subscription to {', '.join(refused)} "
             f"(SUBACK {', '.join(hex(evidence.granted[t]) for t in refused)})",
             f"allow {who} to read {', '.join(refused)} in the broker's ACL "
-            f"(Mosquitto: `topic read {refused[0]}` under `user {who}`)",
+            f"(Mosquitto: {_acl_line('read', refused[0], evidence)})",
         )
     granted = ", ".join(f"{t} (QoS {c})" for t, c in evidence.granted.items())
     if evidence.delivered:
@@ -458,8 +488,19 @@ def check_subscribe(evidence: DeliveryEvidence) -> Check:
         f"granted {granted}, but a probe published on {evidence.probe_topic} never arrived: "
         f"the broker drops what its ACL forbids {who} to read{ambiguity}",
         f"allow {who} to read the device topics in the broker's ACL (Mosquitto: "
-        f"`topic read {next(iter(evidence.granted), 'devices/#')}` under `user {who}`)",
+        f"{_acl_line('read', next(iter(evidence.granted), 'devices/#'), evidence)})",
     )
+
+
+def _acl_line(access: str, topic: str, evidence: DeliveryEvidence) -> str:
+    if evidence.username:
+        return f"`topic {access} {topic}` under `user {evidence.username}`"
+    return f"`topic {access} {topic}` before the first `user` line, for anonymous clients"
+
+
+def _prefix_filter(evidence: DeliveryEvidence) -> str:
+    """``<topic prefix>/#`` from the probe topic ``<prefix>/<device>/<type>``."""
+    return f"{evidence.probe_topic.rsplit('/', 2)[0]}/#"
 
 
 def check_publish(evidence: DeliveryEvidence) -> Check:
@@ -474,7 +515,7 @@ def check_publish(evidence: DeliveryEvidence) -> Check:
             f"(PUBACK {evidence.publish_code:#x}): ingestion works, but the backend cannot "
             "publish commands or doctor probes",
             f"allow {who} to write the device topics in the broker's ACL if the backend "
-            "should publish (Mosquitto: `topic write devices/#`)",
+            f"should publish (Mosquitto: {_acl_line('write', _prefix_filter(evidence), evidence)})",
         )
     return passed("publish", f"published to {evidence.probe_topic}")
 
@@ -502,17 +543,26 @@ def check_stability(evidence: StabilityEvidence) -> Check:
         if evidence.borrowed_id
         else ""
     )
-    if evidence.diagnosis in {"client_id_conflict", "probable_client_id_conflict"}:
+    reasons = [str(d.get("reason")) for d in evidence.drops]
+    conflict = evidence.diagnosis in {"client_id_conflict", "probable_client_id_conflict"}
+    if conflict or "client_id_conflict" in reasons:
+        message = (
+            evidence.diagnosis_message
+            if conflict
+            else (
+                f"another client connected with client id {evidence.client_id} "
+                "(MQTT 5 DISCONNECT 0x8E, session taken over)"
+            )
+        )
         return Check(
             "stability",
             Outcome.FAIL,
             Cause.CLIENT_ID_CONFLICT,
-            f"{evidence.diagnosis_message}{caveat}",
+            f"{message}{caveat}",
             "give every running instance its own client id: unset MQTTHUB_CLIENT_ID (mqtthub "
             "then makes a unique one) or make it unique per instance; in desktop apps, add a "
             "per-process suffix to the id",
         )
-    reasons = [str(d.get("reason")) for d in evidence.drops]
     if "keepalive_timeout" in reasons:
         return Check(
             "stability",

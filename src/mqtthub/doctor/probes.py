@@ -24,7 +24,7 @@ from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import make_url
 
-from mqtthub.config import BrokerEndpoint, Settings, build_ssl_context
+from mqtthub.config import BrokerEndpoint, MqttVersion, Settings, build_ssl_context
 from mqtthub.doctor.diagnose import (
     Attempt,
     CertInfo,
@@ -193,7 +193,10 @@ class Probe:
     async def connect(self) -> ConnectEvidence:
         """CONNECT with MQTT 5, then 3.1.1 unless MQTT 5 got a definite refusal."""
         attempts = []
-        for version in (MQTTv50, MQTTv311):
+        versions = {MqttVersion.V5: (MQTTv50,), MqttVersion.V311: (MQTTv311,)}.get(
+            self.settings.mqtt_version, (MQTTv50, MQTTv311)
+        )
+        for version in versions:
             protocol = PROTOCOL_NAMES[version]
             try:
                 self.session = await self.transport.open(version)

@@ -40,6 +40,7 @@ from mqtthub.store.schema import (
     devices,
     latest_readings,
     presence_events,
+    readings_1m,
 )
 from mqtthub.store.schema import readings as readings_table
 
@@ -138,12 +139,96 @@ class Store:
                     readings_rows = [
                         dict(zip(READING_COLUMNS, r, strict=True)) for r in readings_rows
                     ]
-                connection.exec_driver_sql(self._readings_sql, readings_rows)
+                inserted = connection.exec_driver_sql(self._readings_sql, readings_rows).rowcount
                 connection.execute(self._latest_upsert(), _latest_rows(batch.readings))
+                self._update_minutes(
+                    connection, batch.readings, exact=inserted == len(batch.readings)
+                )
             if batch.dead_letters:
                 connection.execute(
                     dead_letters.insert(), [_dead_letter_row(d) for d in batch.dead_letters]
                 )
+
+    def _update_minutes(
+        self, connection: Connection, rows: list[tuple[str, str, float, float]], *, exact: bool
+    ) -> None:
+        """Keep readings_1m in step: add the batch's aggregates, or recompute if some
+        readings were duplicates the database ignored."""
+        groups = _minute_groups(rows)
+        if exact:
+            statement = self._insert(readings_1m)
+            new = statement.excluded
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[
+                        readings_1m.c.device_id,
+                        readings_1m.c.metric,
+                        readings_1m.c.minute,
+                    ],
+                    set_={
+                        "min": case(
+                            (new.min < readings_1m.c.min, new.min), else_=readings_1m.c.min
+                        ),
+                        "max": case(
+                            (new.max > readings_1m.c.max, new.max), else_=readings_1m.c.max
+                        ),
+                        "sum": readings_1m.c.sum + new.sum,
+                        "count": readings_1m.c.count + new.count,
+                    },
+                ),
+                groups,
+            )
+            return
+        for group in groups:
+            start = group["minute"]
+            where = (
+                (readings_table.c.device_id == group["device_id"])
+                & (readings_table.c.metric == group["metric"])
+                & (readings_table.c.ts >= start)
+                & (readings_table.c.ts < start + 60)
+            )
+            totals = connection.execute(
+                select(
+                    func.min(readings_table.c.value),
+                    func.max(readings_table.c.value),
+                    func.sum(readings_table.c.value),
+                    func.count(),
+                ).where(where)
+            ).one()
+            key = (
+                (readings_1m.c.device_id == group["device_id"])
+                & (readings_1m.c.metric == group["metric"])
+                & (readings_1m.c.minute == start)
+            )
+            connection.execute(readings_1m.delete().where(key))
+            connection.execute(
+                readings_1m.insert().values(
+                    device_id=group["device_id"],
+                    metric=group["metric"],
+                    minute=start,
+                    min=totals[0],
+                    max=totals[1],
+                    sum=totals[2],
+                    count=totals[3],
+                )
+            )
+
+    def delete_device(self, device_id: str) -> bool:
+        """Remove a device and all its data; False when it did not exist."""
+        with self.engine.begin() as connection:
+            for table in (readings_table, readings_1m, latest_readings, presence_events):
+                connection.execute(table.delete().where(table.c.device_id == device_id))
+            connection.execute(dead_letters.delete().where(dead_letters.c.device_id == device_id))
+            gone = connection.execute(devices.delete().where(devices.c.id == device_id))
+            return bool(gone.rowcount)
+
+    def update_device(self, device_id: str, values: dict[str, Any]) -> bool:
+        """Set name, labels (JSON text) or heartbeat_timeout; False when it does not exist."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(devices).where(devices.c.id == device_id).values(**values)
+            )
+            return bool(result.rowcount)
 
     def write_transitions(self, transitions: Sequence[Transition]) -> None:
         """Store presence changes that came from the clock (heartbeat timeouts)."""
@@ -311,6 +396,33 @@ def _latest_rows(rows: list[tuple[str, str, float, float]]) -> list[dict[str, An
             latest[key] = (ts, value)
     return [
         {"device_id": d, "metric": m, "ts": ts, "value": v} for (d, m), (ts, v) in latest.items()
+    ]
+
+
+def _minute_groups(rows: list[tuple[str, str, float, float]]) -> list[dict[str, Any]]:
+    """Aggregate readings rows per (device, metric, minute)."""
+    groups: dict[tuple[str, str, float], list[float]] = {}
+    for device_id, metric, ts, value in rows:
+        key = (device_id, metric, ts - ts % 60)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [value, value, value, 1]
+        else:
+            group[0] = min(group[0], value)
+            group[1] = max(group[1], value)
+            group[2] += value
+            group[3] += 1
+    return [
+        {
+            "device_id": d,
+            "metric": m,
+            "minute": minute,
+            "min": g[0],
+            "max": g[1],
+            "sum": g[2],
+            "count": int(g[3]),
+        }
+        for (d, m, minute), g in groups.items()
     ]
 
 

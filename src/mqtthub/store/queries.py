@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, Integer, cast, func, select
 
 from mqtthub.store.schema import (
     connection_events,
@@ -13,18 +13,93 @@ from mqtthub.store.schema import (
     latest_readings,
     presence_events,
     readings,
+    readings_1m,
 )
 
 
 def list_devices(
-    engine: Engine, *, status: str | None = None, limit: int = 100, offset: int = 0
-) -> list[dict[str, Any]]:
-    """Devices ordered by id, optionally only those with ``status``."""
-    query = select(devices).order_by(devices.c.id).limit(limit).offset(offset)
+    engine: Engine,
+    *,
+    status: str | None = None,
+    search: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    with_latest: bool = False,
+) -> tuple[list[dict[str, Any]], int]:
+    """Devices ordered by id (filtered by status and an id/name substring) and the total."""
+    conditions = []
     if status:
-        query = query.where(devices.c.status == status)
+        conditions.append(devices.c.status == status)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(
+            devices.c.id.like(pattern, escape="\\") | devices.c.name.like(pattern, escape="\\")
+        )
+    query = select(devices).where(*conditions).order_by(devices.c.id).limit(limit).offset(offset)
+    total_query = select(func.count()).select_from(devices).where(*conditions)
     with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query)]
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+        total = int(connection.execute(total_query).scalar_one())
+        if with_latest and rows:
+            _attach_latest(connection, rows)
+    return rows, total
+
+
+def _attach_latest(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    by_id = {row["id"]: row for row in rows}
+    for row in rows:
+        row["latest"] = {}
+    query = select(latest_readings).where(latest_readings.c.device_id.in_(list(by_id)))
+    for reading in connection.execute(query):
+        by_id[reading.device_id]["latest"][reading.metric] = {
+            "value": reading.value,
+            "ts": reading.ts,
+        }
+
+
+def device_series(
+    engine: Engine, device_id: str, *, metric: str, since: float, until: float, bucket: float
+) -> list[dict[str, Any]]:
+    """Min/avg/max of ``metric`` per ``bucket`` seconds over [since, until).
+
+    Buckets of a minute or more are read from the per-minute aggregates (so a week at
+    1 reading/s reads 10,080 rows); smaller ones from the raw readings.
+    """
+    table: Any
+    time_column: Any
+    low: Any
+    high: Any
+    mean: Any
+    count: Any
+    if bucket >= 60:
+        table, time_column = readings_1m, readings_1m.c.minute
+        low, high = func.min(table.c.min), func.max(table.c.max)
+        mean, count = func.sum(table.c.sum) / func.sum(table.c.count), func.sum(table.c.count)
+    else:
+        table, time_column = readings, readings.c.ts
+        low, high = func.min(table.c.value), func.max(table.c.value)
+        mean, count = func.avg(table.c.value), func.count()
+    index = (
+        func.floor((time_column - since) / bucket)
+        if engine.dialect.name != "sqlite"
+        else (cast((time_column - since) / bucket, Integer))
+    )
+    query = (
+        select(index.label("bucket"), low, mean, high, count)
+        .where(
+            table.c.device_id == device_id,
+            table.c.metric == metric,
+            time_column >= since,
+            time_column < until,
+        )
+        .group_by(index)
+        .order_by(index)
+    )
+    with engine.connect() as connection:
+        return [
+            {"ts": since + int(b) * bucket, "min": lo, "avg": avg, "max": hi, "count": int(n)}
+            for b, lo, avg, hi, n in connection.execute(query)
+        ]
 
 
 def count_devices(engine: Engine) -> dict[str, int]:

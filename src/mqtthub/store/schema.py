@@ -33,6 +33,8 @@ devices = Table(
     Column("heartbeat_interval", Double, nullable=True),
     Column("heartbeat_timeout", Double, nullable=True),
     Column("broker_endpoint", String(255), nullable=True),
+    Column("name", String(128), nullable=True),
+    Column("labels", Text, nullable=True),  # a JSON object of string labels
 )
 
 presence_events = Table(
@@ -69,6 +71,19 @@ readings = Table(
     Column("metric", String(64), primary_key=True),
     Column("ts", Double, primary_key=True),
     Column("value", Double, nullable=False),
+)
+
+# Per-minute aggregates of readings, so a week-long chart reads 10,080 rows, not 604,800.
+readings_1m = Table(
+    "readings_1m",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("minute", Double, primary_key=True),
+    Column("min", Double, nullable=False),
+    Column("max", Double, nullable=False),
+    Column("sum", Double, nullable=False),
+    Column("count", Integer, nullable=False),
 )
 
 latest_readings = Table(

@@ -14,12 +14,14 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
+from mqtthub.events import EventBus, RecentMessages
 from mqtthub.logutil import RateLimitedLog
-from mqtthub.messages import Accepted, Reason, Rejected
+from mqtthub.messages import Accepted, Reason, Rejected, Status
+from mqtthub.metrics import Metrics
 from mqtthub.pipeline import Batch, Parsed, RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine, Transition
 from mqtthub.stats import Stats
@@ -48,6 +50,9 @@ class BatchWriter:
         batch_size: int,
         redelivery_window: float,
         on_taken: Callable[[], None] | None = None,
+        events: EventBus | None = None,
+        recent: RecentMessages | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`.
 
@@ -64,6 +69,9 @@ class BatchWriter:
         self._batch_size = batch_size
         self._redelivery_window = redelivery_window
         self._on_taken = on_taken or (lambda: None)
+        self.events = events or EventBus()
+        self.recent = recent or RecentMessages()
+        self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
         self._dead_letter_log = RateLimitedLog(log)
         self._presence_log = RateLimitedLog(presence_log, limit=20, level=logging.INFO)
@@ -189,7 +197,7 @@ class BatchWriter:
         stats = self.stats
         stats.batches += 1
         stats.last_commit_seconds = seconds
-        stats.messages_stored += batch.accepted
+        stats.messages_stored += batch.stored
         stats.by_type.update(batch.accepted_by_kind)
         for dead in batch.dead_letters:
             stats.dead_letters += 1
@@ -198,6 +206,80 @@ class BatchWriter:
                 "dead letter on %s: %s (%s)", dead.topic[:200], dead.reason, dead.detail
             )
         self._log_transitions(batch.transitions)
+        if self._metrics is not None:
+            self._metrics.batch_size.observe(batch.stored + len(batch.dead_letters))
+            self._metrics.commit_seconds.observe(seconds)
+        self._publish(batch)
+
+    def _publish(self, batch: Batch) -> None:
+        """Tell dashboards what changed and remember recent raw messages."""
+        latest: dict[str, dict[str, dict[str, float]]] = {}
+        for device_id, metric, ts, value in batch.readings:
+            latest.setdefault(device_id, {})[metric] = {"value": value, "ts": ts}
+        reasons = {t.device_id: str(t.reason) for t in batch.transitions}
+        for raw, message in batch.accepted:
+            self.recent.add(
+                message.device_id,
+                {
+                    "received_at": raw.received_at,
+                    "topic": raw.topic,
+                    "payload": raw.payload[:2048].decode("utf-8", errors="replace"),
+                },
+            )
+        for device_id, update in batch.devices.items():
+            event: dict[str, Any] = {
+                "id": device_id,
+                "status": str(update.status),
+                "last_seen": update.last_seen,
+                "last_message_type": str(update.last_message_type),
+                "latest": latest.get(device_id, {}),
+            }
+            if device_id in reasons:
+                event["status_reason"] = reasons[device_id]
+            self.events.publish("device", event)
+        for dead in batch.dead_letters:
+            self.events.publish("dead_letter", {"reason": str(dead.reason), "topic": dead.topic})
+
+    async def forget(self, device_id: str) -> bool:
+        """Delete a device and its data (in the writer's thread, so presence stays consistent)."""
+
+        def forget_now() -> bool:
+            self.presence.devices.pop(device_id, None)
+            return self.store.delete_device(device_id)
+
+        deleted = await self._in_thread(forget_now)
+        self.recent.forget(device_id)
+        if deleted:
+            self.events.publish("device_deleted", {"id": device_id})
+        return deleted
+
+    async def configure(
+        self, device_id: str, values: dict[str, Any], status: Status | None
+    ) -> bool:
+        """Update a device's name, labels or heartbeat timeout, and optionally set its
+        status by hand (reason ``manual``)."""
+
+        def configure_now() -> tuple[bool, Transition | None]:
+            found = self.store.update_device(device_id, values) if values else True
+            state = self.presence.devices.get(device_id)
+            if not found or state is None:
+                return found and state is not None, None
+            if "heartbeat_timeout" in values:
+                state.heartbeat_timeout = values["heartbeat_timeout"]
+            change = None
+            if status is not None:
+                change = self.presence.set_manual(device_id, status, time.time())
+                if change is not None:
+                    self.store.write_transitions([change])
+            return True, change
+
+        found, change = await self._in_thread(configure_now)
+        if change is not None:
+            self._log_transitions([change])
+            self.events.publish(
+                "device", {"id": device_id, "status": str(change.status), "status_reason": "manual"}
+            )
+        return found
 
     def _log_transitions(self, transitions: list[Transition]) -> None:
         for change in transitions:

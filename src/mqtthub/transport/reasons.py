@@ -68,6 +68,9 @@ SUBACK_FAILURE = 0x80
 
 def connack_reason(code: int, *, mqtt5: bool) -> str:
     """Name a CONNACK code for the protocol version that produced it."""
+    if mqtt5 and code in CONNACK_V3:
+        # A 3.1.1-only broker answers an MQTT 5 CONNECT with a 3.1.1 return code (1).
+        return CONNACK_V3[code]
     table = REASON_V5 if mqtt5 else CONNACK_V3
     return table.get(code, f"code_{code}")
 

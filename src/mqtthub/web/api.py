@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from mqtthub.messages import DEVICE_ID_PATTERN
+from mqtthub.messages import DEVICE_ID_PATTERN, Status
 from mqtthub.store import queries
 from mqtthub.store.database import Store
 from mqtthub.web.runtime import Runtime
@@ -55,12 +57,51 @@ class Device(BaseModel):
     status_reason: str | None
     heartbeat_interval: float | None
     heartbeat_timeout: float | None
+    name: str | None
+    labels: dict[str, str]
 
 
 class DeviceDetail(Device):
     """A device with its newest value of each metric."""
 
     latest: dict[str, LatestValue]
+
+
+class DeviceListItem(Device):
+    """A device in a list; ``latest`` only with ``?latest=true``."""
+
+    latest: dict[str, LatestValue] | None = None
+
+
+class DevicePatch(BaseModel):
+    """Fields an operator may change; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=128)] | None = None
+    labels: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] | None
+    ) = None
+    heartbeat_timeout: Annotated[float, Field(gt=0, le=30 * 86400)] | None = None
+    status: Literal["online", "offline"] | None = None
+
+
+class SeriesPoint(BaseModel):
+    """One bucket of a downsampled series."""
+
+    ts: str
+    min: float
+    avg: float
+    max: float
+    count: int
+
+
+class RecentMessage(BaseModel):
+    """A raw message as received (payload as UTF-8 text, at most 2 KiB)."""
+
+    received_at: str
+    topic: str
+    payload: str
 
 
 class PresenceEvent(BaseModel):
@@ -117,6 +158,11 @@ def parse_time(value: str | None, name: str) -> float | None:
 def _device(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("first_seen", "last_seen", "status_changed_at"):
         row[key] = iso(row[key])
+    row["labels"] = json.loads(row["labels"]) if row.get("labels") else {}
+    if "latest" in row:
+        row["latest"] = {
+            m: {"value": v["value"], "ts": iso(v["ts"])} for m, v in row["latest"].items()
+        }
     return row
 
 
@@ -126,15 +172,21 @@ def _checked_id(device_id: str) -> str:
     return device_id
 
 
-@router.get("/devices", response_model=list[Device], tags=["devices"])
+@router.get("/devices", response_model=list[DeviceListItem], tags=["devices"])
 def list_devices(
     store: StoreDep,
+    response: Response,
     status: Literal["online", "offline"] | None = None,
+    q: Annotated[str | None, Query(max_length=64, description="id or name contains")] = None,
+    latest: Annotated[bool, Query(description="include each device's latest values")] = False,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    """All devices ordered by id; ``?status=online`` filters."""
-    rows = queries.list_devices(store.engine, status=status, limit=limit, offset=offset)
+    """Devices ordered by id; filter by ``status`` and ``q``. ``X-Total-Count`` has the total."""
+    rows, total = queries.list_devices(
+        store.engine, status=status, search=q, limit=limit, offset=offset, with_latest=latest
+    )
+    response.headers["X-Total-Count"] = str(total)
     return [_device(row) for row in rows]
 
 
@@ -144,7 +196,6 @@ def get_device(device_id: str, store: StoreDep) -> dict[str, Any]:
     row = queries.get_device(store.engine, _checked_id(device_id))
     if row is None:
         raise HTTPException(404, "no such device")
-    row["latest"] = {m: {"value": v["value"], "ts": iso(v["ts"])} for m, v in row["latest"].items()}
     return _device(row)
 
 
@@ -194,6 +245,66 @@ def get_connection(runtime: RuntimeDep) -> dict[str, Any]:
         "since": iso(link.since),
         **runtime.connection(),
     }
+
+
+@router.get("/devices/{device_id}/series", response_model=list[SeriesPoint], tags=["devices"])
+def get_series(
+    device_id: str,
+    store: StoreDep,
+    metric: Annotated[str, Query(max_length=64)],
+    since: Annotated[
+        str | None, Query(description="epoch seconds or ISO 8601; default 1 h ago")
+    ] = None,
+    until: Annotated[
+        str | None, Query(description="epoch seconds or ISO 8601; default now")
+    ] = None,
+    bucket: Annotated[
+        float | None, Query(gt=0, description="seconds; default: ~500 points")
+    ] = None,
+) -> list[dict[str, Any]]:
+    """``metric`` downsampled to min/avg/max per bucket, oldest first."""
+    end = parse_time(until, "until") or time.time()
+    start = parse_time(since, "since") or end - 3600
+    if end <= start:
+        raise HTTPException(422, "until must be after since")
+    width = bucket or max(1.0, (end - start) / 500)
+    if (end - start) / width > 20000:
+        raise HTTPException(422, "too many buckets: choose a larger bucket")
+    rows = queries.device_series(
+        store.engine, _checked_id(device_id), metric=metric, since=start, until=end, bucket=width
+    )
+    for row in rows:
+        row["ts"] = iso(row["ts"])
+    return rows
+
+
+@router.get("/devices/{device_id}/messages", response_model=list[RecentMessage], tags=["devices"])
+def get_recent_messages(device_id: str, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    """The device's last raw messages seen by this process, newest first."""
+    messages = runtime.recent.of(_checked_id(device_id))
+    return [{**m, "received_at": iso(m["received_at"])} for m in messages]
+
+
+@router.delete("/devices/{device_id}", status_code=204, tags=["devices"])
+async def delete_device(device_id: str, runtime: RuntimeDep) -> Response:
+    """Remove a device with its readings, events and dead letters."""
+    if not await runtime.forget_device(_checked_id(device_id)):
+        raise HTTPException(404, "no such device")
+    return Response(status_code=204)
+
+
+@router.patch("/devices/{device_id}", response_model=DeviceDetail, tags=["devices"])
+async def patch_device(
+    device_id: str, patch: DevicePatch, runtime: RuntimeDep, store: StoreDep
+) -> dict[str, Any]:
+    """Set name, labels or heartbeat timeout; ``status`` sets presence by hand (``manual``)."""
+    values: dict[str, Any] = patch.model_dump(exclude_unset=True, exclude={"status"})
+    if "labels" in values:
+        values["labels"] = json.dumps(values["labels"]) if values["labels"] is not None else None
+    status = Status(patch.status) if patch.status else None
+    if not await runtime.configure_device(_checked_id(device_id), values, status):
+        raise HTTPException(404, "no such device")
+    return get_device(device_id, store)
 
 
 @router.get("/stats", tags=["health"])

@@ -3,20 +3,45 @@
 from __future__ import annotations
 
 import secrets
+from importlib import resources
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from mqtthub import __version__
 from mqtthub.store.database import Store
-from mqtthub.web import api
+from mqtthub.web import api, stream
 from mqtthub.web.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False)
+STATIC = Path(__file__).with_name("static")
+PLOTLY_JS = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    """CSP without inline script, plus no sniffing and no referrer, on every response."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        """Add the headers."""
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
 
 
 class TokenCheck:
@@ -66,8 +91,30 @@ def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -
     )
     app.state.store = store
     app.state.runtime = runtime
-    app.include_router(api.router, prefix="/api", dependencies=[Depends(TokenCheck(api_token))])
+    token_check = [Depends(TokenCheck(api_token))]
+    app.include_router(api.router, prefix="/api", dependencies=token_check)
+    app.include_router(stream.router, prefix="/api", dependencies=token_check)
     app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The dashboard (a static page that uses only the public API)."""
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        """The charting library, from the installed plotly package (no CDN)."""
+        return FileResponse(PLOTLY_JS, headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    def metrics() -> Response:
+        """Counters, gauges and histograms in the Prometheus text format."""
+        registry = runtime.metrics_registry
+        body = generate_latest(registry) if registry is not None else b""
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"], summary="Is ingestion working?")
     def healthz(request: Request) -> JSONResponse:

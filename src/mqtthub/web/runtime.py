@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mqtthub.events import EventBus, RecentMessages
+from mqtthub.messages import Status
 from mqtthub.stats import Stats
 from mqtthub.transport.client import LinkState
 
@@ -19,3 +21,8 @@ class Runtime:
     queue_depth: Callable[[], int]
     stats: Stats
     connection: Callable[[], dict[str, Any]]
+    events: EventBus
+    recent: RecentMessages
+    forget_device: Callable[[str], Awaitable[bool]]
+    configure_device: Callable[[str, dict[str, Any], Status | None], Awaitable[bool]]
+    metrics_registry: Any = None

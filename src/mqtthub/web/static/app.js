@@ -1,0 +1,403 @@
+// mqtthub dashboard: a static page that uses only the public API (/api/*).
+// Every device-supplied string is put into the page with textContent, never as HTML.
+"use strict";
+
+const TOKEN_KEY = "mqtthub-api-token";
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  devices: new Map(), // id -> {id, name, status, status_reason, last_seen (ms), latest}
+  rows: new Map(), // id -> <tr>
+  page: null,
+  deviceId: null,
+  range: { seconds: 3600, from: null, to: null },
+  lastStats: null,
+  refreshTimer: null,
+};
+
+// ------------------------------------------------------------------ helpers
+
+function $(id) { return document.getElementById(id); }
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function toMs(value) {
+  if (value === null || value === undefined) return null;
+  return typeof value === "number" ? value * 1000 : Date.parse(value);
+}
+
+function ago(ms) {
+  if (!ms) return "never";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function when(value) { return new Date(toMs(value)).toLocaleString(); }
+
+function formatValue(value) {
+  return Number.isInteger(value) ? String(value) : String(Math.round(value * 100) / 100);
+}
+
+function valuesText(latest) {
+  return Object.keys(latest || {}).sort()
+    .map((metric) => `${metric}=${formatValue(latest[metric].value)}`).join("  ");
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 401) {
+    askToken();
+    throw new Error("unauthorized");
+  }
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response;
+}
+
+async function apiJson(path) { return (await api(path)).json(); }
+
+function askToken() {
+  $("token-form").hidden = false;
+  $("token-input").focus();
+}
+
+// ------------------------------------------------------------------ fleet page
+
+function normalize(device) {
+  const latest = {};
+  for (const [metric, reading] of Object.entries(device.latest || {})) {
+    latest[metric] = { value: reading.value, ts: toMs(reading.ts) };
+  }
+  return {
+    id: device.id,
+    name: device.name || "",
+    status: device.status,
+    status_reason: device.status_reason || "",
+    last_seen: toMs(device.last_seen),
+    latest,
+  };
+}
+
+async function loadFleet() {
+  const devices = await apiJson("/api/devices?latest=true&limit=10000");
+  state.devices = new Map(devices.map((d) => [d.id, normalize(d)]));
+  renderFleet();
+}
+
+function matchesFilter(device) {
+  const search = $("search").value.trim().toLowerCase();
+  const status = $("status-filter").value;
+  if (status && device.status !== status) return false;
+  if (!search) return true;
+  return device.id.toLowerCase().includes(search) || device.name.toLowerCase().includes(search);
+}
+
+function deviceRow(device) {
+  const link = el("a", { href: `#/device/${encodeURIComponent(device.id)}`, text: device.id });
+  const row = el("tr", { "data-id": device.id },
+    el("td", {}, el("span", { class: `dot ${device.status}`, title: device.status_reason || device.status })),
+    el("td", {}, link),
+    el("td", { text: device.name }),
+    el("td", { class: "seen", text: ago(device.last_seen) }),
+    el("td", { class: "values", text: valuesText(device.latest) }));
+  return row;
+}
+
+function renderFleet() {
+  const body = $("device-rows");
+  const fragment = document.createDocumentFragment();
+  state.rows = new Map();
+  const ids = [...state.devices.keys()].sort();
+  for (const id of ids) {
+    const device = state.devices.get(id);
+    if (!matchesFilter(device)) continue;
+    const row = deviceRow(device);
+    state.rows.set(id, row);
+    fragment.append(row);
+  }
+  body.replaceChildren(fragment);
+  renderCounts();
+}
+
+function renderCounts() {
+  let online = 0;
+  for (const device of state.devices.values()) if (device.status === "online") online += 1;
+  $("count-total").textContent = String(state.devices.size);
+  $("count-online").textContent = String(online);
+  $("count-offline").textContent = String(state.devices.size - online);
+  $("fleet-empty").hidden = state.devices.size > 0;
+}
+
+function applyDeviceEvent(event) {
+  const known = state.devices.get(event.id);
+  const device = known || { id: event.id, name: "", status: "offline", status_reason: "", last_seen: null, latest: {} };
+  if (event.status) device.status = event.status;
+  if (event.status_reason) device.status_reason = event.status_reason;
+  if (event.last_seen) device.last_seen = toMs(event.last_seen);
+  for (const [metric, reading] of Object.entries(event.latest || {})) {
+    device.latest[metric] = { value: reading.value, ts: toMs(reading.ts) };
+  }
+  state.devices.set(device.id, device);
+  if (state.page === "fleet") updateRow(device, !known);
+  if (state.page === "device" && state.deviceId === device.id) scheduleDeviceRefresh();
+}
+
+function updateRow(device, isNew) {
+  const old = state.rows.get(device.id);
+  if (!matchesFilter(device)) {
+    if (old) { old.remove(); state.rows.delete(device.id); }
+    renderCounts();
+    return;
+  }
+  const row = deviceRow(device);
+  if (old) old.replaceWith(row);
+  else {
+    const next = [...state.rows.keys()].sort().find((id) => id > device.id);
+    $("device-rows").insertBefore(row, next ? state.rows.get(next) : null);
+  }
+  state.rows.set(device.id, row);
+  if (isNew || old) renderCounts();
+}
+
+function tickLastSeen() {
+  if (state.page !== "fleet") return;
+  for (const [id, row] of state.rows) {
+    row.querySelector(".seen").textContent = ago(state.devices.get(id).last_seen);
+  }
+}
+
+// ------------------------------------------------------------------ device page
+
+let plotlyLoading = null;
+function loadPlotly() {
+  if (window.Plotly) return Promise.resolve();
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const script = el("script", { src: "/vendor/plotly.min.js" });
+      script.addEventListener("load", resolve);
+      script.addEventListener("error", reject);
+      document.head.append(script);
+    });
+  }
+  return plotlyLoading;
+}
+
+function rangeBounds() {
+  if (state.range.from && state.range.to) return [state.range.from / 1000, state.range.to / 1000];
+  const now = Date.now() / 1000;
+  return [now - state.range.seconds, now];
+}
+
+async function loadDevice(id) {
+  const path = `/api/devices/${encodeURIComponent(id)}`;
+  const device = await apiJson(path);
+  $("device-title").textContent = device.name ? `${device.name} (${device.id})` : device.id;
+  $("device-dot").className = `dot ${device.status}`;
+  $("device-meta").textContent =
+    `${device.status}${device.status_reason ? ` (${device.status_reason})` : ""} · last seen ` +
+    `${ago(toMs(device.last_seen))} · first seen ${when(device.first_seen)} · last message ${device.last_message_type}`;
+  await loadPlotly();
+  const [since, until] = rangeBounds();
+  const charts = $("charts");
+  const metrics = Object.keys(device.latest).sort();
+  const existing = new Map([...charts.children].map((node) => [node.dataset.metric, node]));
+  for (const metric of metrics) {
+    let node = existing.get(metric);
+    if (!node) { node = el("div", { class: "chart", "data-metric": metric }); charts.append(node); }
+    const query = new URLSearchParams({ metric, since: String(since), until: String(until) });
+    const points = await apiJson(`${path}/series?${query}`);
+    drawSeries(node, metric, points);
+  }
+  await loadPresence(path, since, until);
+  const messages = await apiJson(`${path}/messages`);
+  $("recent-messages").replaceChildren(...messages.map((m) =>
+    el("li", { text: `${when(m.received_at)}  ${m.topic}  ${m.payload}` })));
+}
+
+function drawSeries(node, metric, points) {
+  const x = points.map((p) => new Date(toMs(p.ts)));
+  const traces = [
+    { x, y: points.map((p) => p.max), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
+    { x, y: points.map((p) => p.min), mode: "lines", fill: "tonexty", fillcolor: "rgba(43,108,176,0.15)", line: { width: 0 }, name: "min–max" },
+    { x, y: points.map((p) => p.avg), mode: "lines+markers", marker: { size: 3 }, line: { color: "#2b6cb0" }, name: "avg" },
+  ];
+  const layout = { title: { text: metric, font: { size: 13 } }, margin: { l: 50, r: 20, t: 30, b: 30 }, showlegend: false };
+  window.Plotly.react(node, traces, layout, { displaylogo: false, responsive: true });
+}
+
+async function loadPresence(path, since, until) {
+  const events = await apiJson(`${path}/events?limit=500`);
+  $("event-rows").replaceChildren(...events.slice(0, 50).map((e) => el("tr", {},
+    el("td", { text: when(e.at) }), el("td", { text: e.status }),
+    el("td", { text: e.reason }), el("td", { text: e.detail }))));
+  const ordered = events.slice().reverse();
+  const x = ordered.map((e) => new Date(toMs(e.at)));
+  const y = ordered.map((e) => (e.status === "online" ? 1 : 0));
+  if (x.length) { x.push(new Date(until * 1000)); y.push(y[y.length - 1]); }
+  const trace = { x, y, mode: "lines", line: { shape: "hv", color: "#1f9d55" }, fill: "tozeroy",
+    text: ordered.map((e) => `${e.status}: ${e.reason}`), hoverinfo: "x+text" };
+  const layout = { margin: { l: 50, r: 20, t: 10, b: 25 }, yaxis: { range: [-0.1, 1.1], tickvals: [0, 1], ticktext: ["offline", "online"] },
+    xaxis: { range: [new Date(since * 1000), new Date(until * 1000)] } };
+  window.Plotly.react($("timeline"), [trace], layout, { displaylogo: false, responsive: true });
+}
+
+function scheduleDeviceRefresh() {
+  if (state.refreshTimer) return;
+  state.refreshTimer = setTimeout(() => {
+    state.refreshTimer = null;
+    if (state.page === "device") loadDevice(state.deviceId).catch(showError);
+  }, 2000);
+}
+
+// ------------------------------------------------------------------ health page
+
+async function loadHealth() {
+  const connection = await apiJson("/api/connection");
+  $("health-mqtt").textContent = `${connection.state}${connection.reason ? ` (${connection.reason})` : ""}` +
+    `${connection.protocol ? `, ${connection.protocol}` : ""}, client id ${connection.client_id}` +
+    `${connection.diagnosis ? ` — ${connection.diagnosis.message}` : ""}`;
+  $("health-broker").textContent = connection.broker;
+  $("connection-rows").replaceChildren(...connection.events.map((e) => el("tr", {},
+    el("td", { text: when(e.at) }), el("td", { text: e.event }), el("td", { text: e.reason }),
+    el("td", { text: e.lasted === null ? "" : `${e.lasted} s` }), el("td", { text: e.detail }))));
+  const letters = await apiJson("/api/dead-letters?limit=50");
+  $("dead-rows").replaceChildren(...letters.map((d) => el("tr", {},
+    el("td", { text: when(d.received_at) }), el("td", { text: `${d.reason}: ${d.detail}` }),
+    el("td", { text: d.topic }), el("td", { class: "payload", text: d.payload }))));
+}
+
+function applyStats(stats) {
+  const pill = $("link-state");
+  pill.textContent = stats.mqtt === "connected" ? `MQTT connected (${stats.protocol})` : `MQTT ${stats.mqtt}${stats.reason ? `: ${stats.reason}` : ""}`;
+  pill.className = `pill ${stats.mqtt === "connected" && !stats.db_error ? "ok" : "bad"}`;
+  const previous = state.lastStats;
+  state.lastStats = { ...stats, at: Date.now() };
+  if (state.page !== "health") return;
+  $("health-queue").textContent = String(stats.queue_depth);
+  $("health-db").textContent = stats.db_error ? `unavailable: ${stats.db_error}` : "ok";
+  if (previous) {
+    const seconds = (state.lastStats.at - previous.at) / 1000;
+    const rate = (key) => formatValue((stats[key] - previous[key]) / seconds);
+    $("rate-received").textContent = rate("messages_received");
+    $("rate-stored").textContent = rate("messages_stored");
+    $("rate-dead").textContent = rate("dead_letters");
+    if (stats.dead_letters !== previous.dead_letters) loadHealth().catch(showError);
+  }
+}
+
+// ------------------------------------------------------------------ live stream
+
+async function followStream() {
+  for (;;) {
+    try {
+      const response = await api("/api/stream");
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          handleEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (error) {
+      if (String(error).includes("unauthorized")) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+function handleEvent(block) {
+  let kind = "message";
+  let data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event: ")) kind = line.slice(7);
+    else if (line.startsWith("data: ")) data += line.slice(6);
+  }
+  if (!data) return;
+  const payload = JSON.parse(data);
+  if (kind === "device") applyDeviceEvent(payload);
+  else if (kind === "stats") applyStats(payload);
+  else if (kind === "device_deleted") { state.devices.delete(payload.id); if (state.page === "fleet") renderFleet(); }
+  else if (kind === "connection" && state.page === "health") loadHealth().catch(showError);
+  else if (kind === "resync") route();
+}
+
+// ------------------------------------------------------------------ routing
+
+function showError(error) { console.error(error); }
+
+function route() {
+  const hash = location.hash || "#/";
+  const match = hash.match(/^#\/device\/(.+)$/);
+  state.page = match ? "device" : hash === "#/health" ? "health" : "fleet";
+  for (const page of ["fleet", "device", "health"]) $(`${page}-page`).hidden = page !== state.page;
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.classList.toggle("active", link.dataset.nav === state.page);
+  }
+  if (state.page === "device") {
+    const id = decodeURIComponent(match[1]);
+    if (state.deviceId !== id) $("charts").replaceChildren();
+    state.deviceId = id;
+    loadDevice(id).catch(showError);
+  } else if (state.page === "health") loadHealth().catch(showError);
+  else loadFleet().catch(showError);
+}
+
+function setupControls() {
+  $("search").addEventListener("input", renderFleet);
+  $("status-filter").addEventListener("change", renderFleet);
+  for (const button of document.querySelectorAll("[data-range]")) {
+    button.addEventListener("click", () => {
+      state.range = { seconds: Number(button.dataset.range), from: null, to: null };
+      for (const other of document.querySelectorAll("[data-range]")) other.classList.toggle("active", other === button);
+      loadDevice(state.deviceId).catch(showError);
+    });
+  }
+  $("range-apply").addEventListener("click", () => {
+    const from = Date.parse($("range-from").value);
+    const to = Date.parse($("range-to").value);
+    if (from && to && to > from) { state.range = { seconds: 0, from, to }; loadDevice(state.deviceId).catch(showError); }
+  });
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.token = $("token-input").value;
+    sessionStorage.setItem(TOKEN_KEY, state.token);
+    $("token-form").hidden = true;
+    route();
+    followStream();
+  });
+}
+
+async function showHealthz() {
+  const response = await fetch("/healthz");
+  const health = await response.json();
+  applyStats({ mqtt: health.mqtt, reason: health.reason, protocol: health.protocol,
+    db_error: health.db_error || null, queue_depth: health.queue_depth });
+  state.lastStats = null;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupControls();
+  showHealthz().catch(showError);
+  window.addEventListener("hashchange", route);
+  setInterval(tickLastSeen, 1000);
+  route();
+  followStream();
+});
