@@ -41,20 +41,22 @@ def list_devices(
         rows = [dict(row._mapping) for row in connection.execute(query)]
         total = int(connection.execute(total_query).scalar_one())
         if with_latest and rows:
-            _attach_latest(connection, rows)
+            _attach_latest(connection, rows, query.with_only_columns(devices.c.id))
     return rows, total
 
 
-def _attach_latest(connection: Connection, rows: list[dict[str, Any]]) -> None:
+def _attach_latest(connection: Connection, rows: list[dict[str, Any]], ids: Any) -> None:
     by_id = {row["id"]: row for row in rows}
     for row in rows:
         row["latest"] = {}
-    query = select(latest_readings).where(latest_readings.c.device_id.in_(list(by_id)))
-    for reading in connection.execute(query):
-        by_id[reading.device_id]["latest"][reading.metric] = {
-            "value": reading.value,
-            "ts": reading.ts,
-        }
+    query = select(
+        latest_readings.c.device_id,
+        latest_readings.c.metric,
+        latest_readings.c.value,
+        latest_readings.c.ts,
+    ).where(latest_readings.c.device_id.in_(ids.scalar_subquery()))
+    for device_id, metric, value, ts in connection.execute(query).tuples():
+        by_id[device_id]["latest"][metric] = {"value": value, "ts": ts}
 
 
 def device_series(
@@ -72,6 +74,9 @@ def device_series(
     mean: Any
     count: Any
     if bucket >= 60:
+        # Whole minutes: buckets start on a minute and span a whole number of minutes.
+        since -= since % 60
+        bucket = round(bucket / 60) * 60
         table, time_column = readings_1m, readings_1m.c.minute
         low, high = func.min(table.c.min), func.max(table.c.max)
         mean, count = func.sum(table.c.sum) / func.sum(table.c.count), func.sum(table.c.count)

@@ -6,8 +6,10 @@ import base64
 import json
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
@@ -135,6 +137,7 @@ class DeadLetterOut(BaseModel):
     payload_size: int
 
 
+@lru_cache(maxsize=65536)
 def iso(ts: float) -> str:
     """Epoch seconds as ISO 8601 UTC with a ``Z``."""
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
@@ -175,19 +178,23 @@ def _checked_id(device_id: str) -> str:
 @router.get("/devices", response_model=list[DeviceListItem], tags=["devices"])
 def list_devices(
     store: StoreDep,
-    response: Response,
     status: Literal["online", "offline"] | None = None,
     q: Annotated[str | None, Query(max_length=64, description="id or name contains")] = None,
     latest: Annotated[bool, Query(description="include each device's latest values")] = False,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> list[dict[str, Any]]:
+) -> Response:
     """Devices ordered by id; filter by ``status`` and ``q``. ``X-Total-Count`` has the total."""
     rows, total = queries.list_devices(
         store.engine, status=status, search=q, limit=limit, offset=offset, with_latest=latest
     )
-    response.headers["X-Total-Count"] = str(total)
-    return [_device(row) for row in rows]
+    # Serialised directly: validating 5,000 devices against the model costs more than the
+    # query (the model above still documents the shape in OpenAPI).
+    return Response(
+        orjson.dumps([_device(row) for row in rows], option=orjson.OPT_NON_STR_KEYS),
+        media_type="application/json",
+        headers={"X-Total-Count": str(total)},
+    )
 
 
 @router.get("/devices/{device_id}", response_model=DeviceDetail, tags=["devices"])

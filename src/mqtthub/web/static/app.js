@@ -12,6 +12,7 @@ const state = {
   range: { seconds: 3600, from: null, to: null },
   lastStats: null,
   refreshTimer: null,
+  serverCounts: null, // device counts from /api/stats until the whole list is loaded
 };
 
 // ------------------------------------------------------------------ helpers
@@ -91,8 +92,21 @@ function normalize(device) {
 }
 
 async function loadFleet() {
-  const devices = await apiJson("/api/devices?latest=true&limit=10000");
-  state.devices = new Map(devices.map((d) => [d.id, normalize(d)]));
+  // The first screenful comes from a small request so it shows at once however large the
+  // fleet is; the whole list follows and is drawn in chunks.
+  const [first, stats] = await Promise.all([
+    apiJson(`/api/devices?latest=true&limit=${FIRST_SCREEN}`),
+    apiJson("/api/stats"),
+  ]);
+  state.serverCounts = stats.devices || {};
+  state.devices = new Map(first.map((d) => [d.id, normalize(d)]));
+  renderFleet();
+  const all = await apiJson("/api/devices?latest=true&limit=10000");
+  for (const device of all.map(normalize)) {
+    const known = state.devices.get(device.id);
+    if (!known || (known.last_seen || 0) <= (device.last_seen || 0)) state.devices.set(device.id, device);
+  }
+  state.serverCounts = null;
   renderFleet();
 }
 
@@ -115,29 +129,48 @@ function deviceRow(device) {
   return row;
 }
 
+const FIRST_SCREEN = 100; // rows drawn before the browser paints; the rest follow in chunks
+const CHUNK = 1000;
+let renderGeneration = 0;
+
 function renderFleet() {
+  const generation = ++renderGeneration;
   const body = $("device-rows");
-  const fragment = document.createDocumentFragment();
   state.rows = new Map();
-  const ids = [...state.devices.keys()].sort();
-  for (const id of ids) {
-    const device = state.devices.get(id);
-    if (!matchesFilter(device)) continue;
-    const row = deviceRow(device);
-    state.rows.set(id, row);
-    fragment.append(row);
-  }
-  body.replaceChildren(fragment);
+  const ids = [...state.devices.keys()].sort().filter((id) => matchesFilter(state.devices.get(id)));
+  const append = (start, end) => {
+    const fragment = document.createDocumentFragment();
+    for (const id of ids.slice(start, end)) {
+      const row = deviceRow(state.devices.get(id));
+      state.rows.set(id, row);
+      fragment.append(row);
+    }
+    body.append(fragment);
+  };
+  body.replaceChildren();
+  append(0, FIRST_SCREEN);
   renderCounts();
+  const more = (start) => {
+    if (generation !== renderGeneration || start >= ids.length) return;
+    append(start, start + CHUNK);
+    setTimeout(() => more(start + CHUNK), 0);
+  };
+  setTimeout(() => more(FIRST_SCREEN), 0);
 }
 
 function renderCounts() {
   let online = 0;
-  for (const device of state.devices.values()) if (device.status === "online") online += 1;
-  $("count-total").textContent = String(state.devices.size);
+  let total = state.devices.size;
+  if (state.serverCounts) {
+    online = state.serverCounts.online || 0;
+    total = online + (state.serverCounts.offline || 0);
+  } else {
+    for (const device of state.devices.values()) if (device.status === "online") online += 1;
+  }
+  $("count-total").textContent = String(total);
   $("count-online").textContent = String(online);
-  $("count-offline").textContent = String(state.devices.size - online);
-  $("fleet-empty").hidden = state.devices.size > 0;
+  $("count-offline").textContent = String(total - online);
+  $("fleet-empty").hidden = total > 0;
 }
 
 function applyDeviceEvent(event) {
