@@ -359,6 +359,9 @@ def test_database_outage_of_10_s_loses_nothing_and_memory_stays_bounded(
             what="db unavailable in /healthz",
         )
         assert health["db"] == "unavailable"
+        reading = serve.get("/api/devices")
+        assert reading.status_code == 503
+        assert reading.json()["detail"].startswith("database unavailable: ")
         peak_rss = baseline_rss
         while time.monotonic() - outage_started < 10:  # the outage lasts 10 s
             peak_rss = max(peak_rss, rss_mb(serve.process.pid))
