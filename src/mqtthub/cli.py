@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +20,7 @@ from mqtthub import __version__
 from mqtthub.config import Settings, load_settings
 from mqtthub.errors import ConfigError, MqttHubError
 from mqtthub.logutil import configure_logging
+from mqtthub.simulate import simulate
 
 log = logging.getLogger("mqtthub")
 
@@ -153,3 +156,108 @@ def doctor(
     checks, target = asyncio.run(run_doctor(flags, options))
     click.echo(render_json(checks) if as_json else as_text(checks, target=target))
     sys.exit(1 if failed(checks) else 0)
+
+
+@main.command()
+@settings_options
+@click.option("--recipient", required=True, help="Whose tasks to receive, e.g. 61016968.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to remember the task ids already shown (default ~/.mqtthub).",
+)
+def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
+    """Receive tasks for RECIPIENT and acknowledge them: the reference desktop client.
+
+    A unique client id per running instance, keepalive 60 s, jittered reconnects, a line
+    for every connect and disconnect with its reason, each task shown once.
+    """
+    from mqtthub.client import TaskListener
+
+    settings = _settings(**flags)
+    configure_logging("WARNING")
+
+    def show_task(task: dict[str, Any]) -> None:
+        click.echo(f"task {task.get('task_id')}: {task.get('title')}")
+        if task.get("body"):
+            click.echo(f"  {task['body']}")
+
+    def show_event(event: Any) -> None:
+        if event.event == "connected":
+            click.echo(f"connected to {settings.broker.display()} ({event.protocol})")
+        else:
+            click.echo(f"{event.event}: {event.reason} {event.detail}".rstrip())
+
+    listener = TaskListener(
+        settings=settings,
+        recipient=recipient,
+        on_task=show_task,
+        on_event=show_event,
+        state_dir=state_dir,
+    )
+    click.echo(f"listening for tasks of {recipient} as client id {listener.client_id}")
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(listener.run())
+        await stop.wait()
+        await listener.close()
+        await task
+
+    asyncio.run(run())
+
+
+@main.command("broker-config")
+@settings_options
+@click.argument("broker", type=click.Choice(["mosquitto", "emqx"]))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the files into.",
+)
+def broker_config(broker: str, out: Path, **flags: Any) -> None:
+    """Write broker access control from the device registry.
+
+    mosquitto: `passwd` (password_file) and `acl` (acl_file). emqx: `acl.conf`.
+    Each device may publish only to devices/<its id>/# and read only its own command
+    topic; the backend user (from MQTTHUB_BROKER_URL / MQTT_USERNAME, else "mqtthub")
+    may read every device topic.
+    """
+    from mqtthub import broker_config as generate
+    from mqtthub.store import downlink as registry
+    from mqtthub.store.database import Store
+
+    settings = _settings(**flags)
+    store = Store.open(settings.sqlalchemy_url)
+    try:
+        credentials = registry.credentials(store.engine)
+    finally:
+        store.close()
+    backend = settings.broker.username or "mqtthub"
+    device_ids = [device_id for device_id, _hash in credentials]
+    rules = {
+        "backend_user": backend,
+        "prefix": settings.topic_prefix,
+        "app_prefix": settings.app_prefix,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    if broker == "mosquitto":
+        users = list(credentials)
+        if settings.broker.password:
+            users.insert(
+                0, (backend, generate.hash_password(settings.broker.password.get_secret_value()))
+            )
+        (out / "passwd").write_text(generate.mosquitto_passwd(users))
+        (out / "passwd").chmod(0o600)
+        (out / "acl").write_text(generate.mosquitto_acl(device_ids, **rules))
+        click.echo(f"wrote {out / 'passwd'} and {out / 'acl'} for {len(device_ids)} devices")
+    else:
+        (out / "acl.conf").write_text(generate.emqx_acl(device_ids, **rules))
+        click.echo(f"wrote {out / 'acl.conf'} for {len(device_ids)} devices")
+
+
+main.add_command(simulate)

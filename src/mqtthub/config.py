@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     heartbeat_timeout: float | None = Field(default=None, gt=0)
     missed_heartbeats: int = Field(default=3, ge=1, le=100)
     topic_prefix: str = "devices"
+    app_prefix: str = "mqtt_app"
+    device_broker_url: str | None = None
     embedded_broker: EmbeddedBroker = EmbeddedBroker.AUTO
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -141,7 +143,14 @@ class Settings(BaseSettings):
         normalize_database_url(value)
         return value
 
-    @field_validator("topic_prefix")
+    @field_validator("device_broker_url")
+    @classmethod
+    def _check_device_broker_url(cls, value: str | None) -> str | None:
+        if value:
+            _parse_broker_url(value)
+        return value or None
+
+    @field_validator("topic_prefix", "app_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not value or value.startswith("/") or value.endswith("/"):
@@ -208,6 +217,14 @@ class Settings(BaseSettings):
     def persistent_session(self) -> bool:
         """True when the broker should keep our session (and queue messages) while we are away."""
         return self.session_expiry > 0 and self.delivery is Delivery.AT_LEAST_ONCE
+
+    @property
+    def device_endpoint(self) -> str:
+        """The broker address devices are given at provisioning (and the doctor compares)."""
+        if self.device_broker_url:
+            url = _parse_broker_url(self.device_broker_url)
+            return f"{'mqtts' if url.tls else 'mqtt'}://{url.host}:{url.port}"
+        return self.broker.address
 
     def effective_client_id(self, state_dir: Path = Path("data")) -> str:
         """The client id to connect with.

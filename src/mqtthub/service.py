@@ -14,6 +14,9 @@ from typing import Any
 import uvicorn
 
 from mqtthub.config import Delivery, Settings, build_ssl_context
+from mqtthub.downlink import topics as downlink_topics
+from mqtthub.downlink.service import Downlink
+from mqtthub.downlink.topics import Route
 from mqtthub.errors import MqttHubError
 from mqtthub.events import EventBus
 from mqtthub.messages import subscriptions
@@ -141,7 +144,10 @@ class Service:
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
             client_id=client_id,
-            topics=subscriptions(settings.topic_prefix),
+            topics=(
+                *subscriptions(settings.topic_prefix),
+                *downlink_topics.subscriptions(settings.topic_prefix, settings.app_prefix),
+            ),
             handler=self._on_message,
             keepalive=settings.keepalive,
             clean_start=not settings.persistent_session,
@@ -155,6 +161,13 @@ class Service:
             on_event=lambda event: self._on_connection_event(store, event),
             mqtt_version=settings.mqtt_version,
         )
+        self.downlink = Downlink(
+            store=store,
+            transport=transport,
+            events=self.events,
+            prefix=settings.topic_prefix,
+            app_prefix=settings.app_prefix,
+        )
         runtime = Runtime(
             link=lambda: transport.state,
             db_error=lambda: writer.db_error,
@@ -166,6 +179,9 @@ class Service:
             forget_device=writer.forget,
             configure_device=writer.configure,
             metrics_registry=metrics.registry,
+            downlink=self.downlink,
+            device_endpoint=settings.device_endpoint,
+            topic_prefix=settings.topic_prefix,
         )
         app = create_app(store=store, runtime=runtime, api_token=settings.api_token)
         server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
@@ -179,6 +195,7 @@ class Service:
             asyncio.create_task(writer.run(), name="writer"),
             asyncio.create_task(server.serve(sockets=[http_socket]), name="http"),
             asyncio.create_task(self._publish_stats(runtime), name="stats"),
+            asyncio.create_task(self.downlink.run(), name="downlink"),
         ]
         try:
             await self._stop.wait()
@@ -202,10 +219,11 @@ class Service:
                 "could not flush the queue in time; unacknowledged messages stay at the broker"
             )
         await asyncio.sleep(0)  # let acknowledgements of the last batch go out
-        await transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(transport.close(), timeout=3.0)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait(tasks, timeout=3.0)
         writer.close()
         log.info("stopped in %.1f s", time.monotonic() - started)
 
@@ -222,6 +240,13 @@ class Service:
         self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool
     ) -> None:
         self.stats.messages_received += 1
+        routed = downlink_topics.route(
+            topic, prefix=self.settings.topic_prefix, app_prefix=self.settings.app_prefix
+        )
+        if routed.route is not Route.DEVICE:
+            if routed.route not in (Route.OWN_COMMAND, Route.OWN_TASK):
+                await self.downlink.handle(routed, payload)
+            return
         ack = None
         if qos > 0 and self.settings.delivery is Delivery.AT_LEAST_ONCE:
             ack = asyncio.get_running_loop().create_future()

@@ -371,6 +371,10 @@ _DEVICE_SEEN = (
             else_=devices.c.last_seen,
         ),
         last_message_type=bindparam("last_message_type"),
+        # A device registered before it ever spoke has first_seen 0 until its first message.
+        first_seen=case(
+            (devices.c.first_seen == 0, bindparam("last_seen")), else_=devices.c.first_seen
+        ),
         heartbeat_interval=func.coalesce(
             bindparam("heartbeat_interval", type_=Double), devices.c.heartbeat_interval
         ),

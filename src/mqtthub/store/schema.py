@@ -35,6 +35,7 @@ devices = Table(
     Column("broker_endpoint", String(255), nullable=True),
     Column("name", String(128), nullable=True),
     Column("labels", Text, nullable=True),  # a JSON object of string labels
+    Column("mqtt_password_hash", String(255), nullable=True),  # Mosquitto $7$ PBKDF2 format
 )
 
 presence_events = Table(
@@ -107,4 +108,35 @@ dead_letters = Table(
     Column("detail", Text, nullable=False),
     Column("device_id", String(64), nullable=True),
     Index("ix_dead_letters_received_at", "received_at"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("recipient", String(64), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("delivered_at", Double, nullable=True),
+    Column("done_at", Double, nullable=True),
+    Column("publishes", Integer, nullable=False),
+    Index("ix_tasks_recipient_state", "recipient", "state"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("command", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("deadline", Double, nullable=False),
+    Column("replied_at", Double, nullable=True),
+    Column("reply", Text, nullable=True),
+    Index("ix_commands_device_created", "device_id", "created_at"),
 )

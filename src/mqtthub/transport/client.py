@@ -126,11 +126,13 @@ class _Connection:
         connection = getattr(self.client, "_connection", None)
         if connection is None:
             return
+        # Bounded: a socket that never reports its close must not hold up a shutdown.
         with contextlib.suppress(Exception):
-            if not self.lost.is_set():
-                await self.client.disconnect()
-            else:
-                await connection.close()
+            async with asyncio.timeout(2.0):
+                if not self.lost.is_set():
+                    await self.client.disconnect()
+                else:
+                    await connection.close()
 
 
 class MqttSession:
@@ -194,6 +196,8 @@ class MqttTransport:
         receive_maximum: int | None = None,
         on_event: EventHandler | None = None,
         mqtt_version: MqttVersion = MqttVersion.AUTO,
+        will: tuple[str, bytes] | None = None,
+        on_subscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Configure the transport; nothing connects until :meth:`run`.
 
@@ -211,6 +215,8 @@ class MqttTransport:
             receive_maximum: MQTT 5 limit of unacknowledged QoS 1 messages in flight.
             on_event: told about every connection event.
             mqtt_version: ``auto`` tries MQTT 5 and falls back to 3.1.1; or fixed.
+            will: (topic, payload) the broker publishes at QoS 1 if we vanish.
+            on_subscribed: awaited after each successful subscribe (e.g. to say "online").
         """
         self.endpoint = endpoint
         self.client_id = client_id
@@ -226,6 +232,8 @@ class MqttTransport:
         self._on_event = on_event or (lambda _event: None)
         self._version = MQTTv311 if mqtt_version is MqttVersion.V311 else MQTTv50
         self._may_fall_back = mqtt_version is MqttVersion.AUTO
+        self._will = will
+        self._on_subscribed = on_subscribed
         self._closing = asyncio.Event()
         self._current: _Connection | None = None
         self.state = LinkState("starting", None, None, time.time(), endpoint.display())
@@ -245,6 +253,21 @@ class MqttTransport:
         if self._current is not None:
             await self._current.close()
             self._current = None
+
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, expiry: int | None = None
+    ) -> bool:
+        """Publish at QoS 1 on the current connection; False when not connected.
+
+        ``expiry`` becomes the MQTT 5 message expiry interval (seconds) when speaking 5.
+        """
+        if self._current is None or not self.state.connected:
+            return False
+        properties = {}
+        if expiry and self._version == MQTTv50:
+            properties["message_expiry_interval"] = expiry
+        self._current.client.publish(topic, payload, qos=1, retain=retain, **properties)
+        return True
 
     async def open(self, version: int) -> MqttSession:
         """Make one connection attempt with ``version`` (MQTTv50 or MQTTv311), no retries.
@@ -316,6 +339,8 @@ class MqttTransport:
         self._current = connection
         try:
             await self._subscribe(connection)
+            if self._on_subscribed is not None:
+                await self._on_subscribed()
             await connection.lost.wait()
         finally:
             self._current = None
@@ -430,10 +455,12 @@ class MqttTransport:
         if version == MQTTv50 and self._receive_maximum:
             properties["receive_maximum"] = self._receive_maximum
         gmqtt_log = logging.getLogger("mqtthub.mqtt.gmqtt")
+        will = gmqtt.Message(self._will[0], self._will[1], qos=1) if self._will else None
         client = _ManagedClient(
             self.client_id,
             clean_session=self._clean_start,
             optimistic_acknowledgement=False,
+            will_message=will,
             logger=gmqtt_log,
             **properties,
         )

@@ -19,7 +19,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from mqtthub import __version__
 from mqtthub.store.database import Store
-from mqtthub.web import api, stream
+from mqtthub.web import api, downlink, stream
 from mqtthub.web.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False)
@@ -94,6 +94,7 @@ def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -
     token_check = [Depends(TokenCheck(api_token))]
     app.include_router(api.router, prefix="/api", dependencies=token_check)
     app.include_router(stream.router, prefix="/api", dependencies=token_check)
+    app.include_router(downlink.router, prefix="/api", dependencies=token_check)
     app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(SecurityHeaders)

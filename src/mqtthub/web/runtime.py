@@ -26,3 +26,6 @@ class Runtime:
     forget_device: Callable[[str], Awaitable[bool]]
     configure_device: Callable[[str, dict[str, Any], Status | None], Awaitable[bool]]
     metrics_registry: Any = None
+    downlink: Any = None  # mqtthub.downlink.service.Downlink when serving
+    device_endpoint: str = ""
+    topic_prefix: str = "devices"

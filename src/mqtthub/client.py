@@ -1,0 +1,130 @@
+"""``mqtthub.client``: the parts a desktop or terminal app needs to receive tasks.
+
+A well-behaved task client, built on mqtthub's own connection layer::
+
+    listener = TaskListener(
+        settings=load_settings(),          # broker URL, TLS, credentials as for serve
+        recipient="61016968",
+        on_task=lambda task: print(task["title"]),
+    )
+    await listener.run()                   # until listener.close()
+
+What it does for you, and what hand-rolled desktop MQTT services get wrong:
+
+* a **unique client id per running instance** (``mqtthub-listen-<recipient>-<random>``),
+  so two copies of the app never kick each other off the broker;
+* reconnects with **jittered exponential backoff** (no fixed 5 s timer), keepalive 60 s,
+  and reports every connect and disconnect with its reason (``on_event``);
+* announces itself: ``online`` on ``{app}/status/{recipient}`` once subscribed, and a
+  last will ``offline`` there, so the backend re-sends the tasks it missed;
+* **each task once**: tasks arrive on ``{app}/tasks/{recipient}/{task_id}``; the task ids
+  already shown are kept in ``state_dir`` so a re-sent task is not shown again, and a
+  receipt ``{"state": "delivered"}`` goes to ``.../{task_id}/ack`` for every copy (so the
+  backend stops re-sending).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mqtthub.config import Settings, build_ssl_context
+from mqtthub.transport.backoff import Backoff
+from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.history import ConnectionEvent
+
+__all__ = ["TaskListener"]
+
+log = logging.getLogger("mqtthub.client")
+
+
+class TaskListener:
+    """Receives the tasks of one recipient and acknowledges them."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        recipient: str,
+        on_task: Callable[[dict[str, Any]], None],
+        on_event: Callable[[ConnectionEvent], None] | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        """Prepare the listener; :meth:`run` connects.
+
+        Args:
+            settings: broker URL, TLS and credentials (as for ``serve``); ``app_prefix``.
+            recipient: whose tasks to receive (e.g. an employee number).
+            on_task: called once per new task with its JSON object.
+            on_event: called for every connect, refusal and disconnect.
+            state_dir: where to remember the task ids already shown (default ~/.mqtthub).
+        """
+        self.recipient = recipient
+        self._prefix = settings.app_prefix
+        self._on_task = on_task
+        state_dir = state_dir or Path.home() / ".mqtthub"
+        self._seen_path = state_dir / f"seen-tasks-{recipient}.txt"
+        self._seen = self._load_seen()
+        status = f"{self._prefix}/status/{recipient}"
+        self.transport = MqttTransport(
+            endpoint=settings.broker,
+            ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
+            client_id=f"mqtthub-listen-{recipient}-{os.urandom(3).hex()}",
+            topics=(f"{self._prefix}/tasks/{recipient}/+",),
+            handler=self._on_message,
+            keepalive=settings.keepalive,
+            backoff=Backoff(stable_after=settings.keepalive),
+            on_event=on_event,
+            will=(status, b"offline"),
+            on_subscribed=self._announce,
+        )
+
+    @property
+    def client_id(self) -> str:
+        """This instance's MQTT client id."""
+        return self.transport.client_id
+
+    async def run(self) -> None:
+        """Stay connected and receive tasks until :meth:`close`."""
+        await self.transport.run()
+
+    async def close(self) -> None:
+        """Say ``offline`` and disconnect."""
+        self.transport.publish(f"{self._prefix}/status/{self.recipient}", b"offline")
+        await self.transport.close()
+
+    async def _announce(self) -> None:
+        self.transport.publish(f"{self._prefix}/status/{self.recipient}", b"online")
+
+    async def _on_message(
+        self, topic: str, payload: bytes, _qos: int, _retain: bool, _dup: bool
+    ) -> None:
+        task_id = topic.rsplit("/", 1)[-1]
+        try:
+            task = json.loads(payload)
+        except ValueError:
+            log.warning("ignoring a task that is not JSON on %s", topic)
+            return
+        if not isinstance(task, dict):
+            return
+        if task_id not in self._seen:
+            self._remember(task_id)
+            self._on_task(task)
+        receipt = json.dumps({"state": "delivered"}).encode()
+        self.transport.publish(f"{topic}/ack", receipt)
+
+    def _load_seen(self) -> set[str]:
+        try:
+            return set(self._seen_path.read_text().split())
+        except OSError:
+            return set()
+
+    def _remember(self, task_id: str) -> None:
+        self._seen.add(task_id)
+        self._seen_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._seen_path.open("a") as seen:
+            seen.write(task_id + "\n")

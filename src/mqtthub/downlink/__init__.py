@@ -1,0 +1,1 @@
+"""Downlink: tasks to people and commands to devices, with delivery tracking."""

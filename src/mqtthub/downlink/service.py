@@ -1,0 +1,140 @@
+"""The downlink at run time: publish tasks and commands, follow receipts and replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from mqtthub.downlink.topics import Route, Routed, command_topic, task_topic
+from mqtthub.events import EventBus
+from mqtthub.store import downlink as db
+from mqtthub.store.database import Store
+from mqtthub.transport.client import MqttTransport
+
+log = logging.getLogger("mqtthub.downlink")
+RECEIPT_STATES = frozenset({"delivered", "done"})
+
+
+class Downlink:
+    """Tasks to people and commands to devices over the service's MQTT connection."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        transport: MqttTransport,
+        events: EventBus,
+        prefix: str,
+        app_prefix: str,
+    ) -> None:
+        """Wire to the store and the connection; :meth:`run` times out and expires."""
+        self.store = store
+        self.transport = transport
+        self.events = events
+        self.prefix = prefix
+        self.app_prefix = app_prefix
+
+    async def post_task(
+        self, *, recipient: str, title: str, body: str, expires_in: int | None
+    ) -> dict[str, Any]:
+        """Store a task and publish it; it stays ``queued`` until the app's receipt."""
+        now = time.time()
+        row: dict[str, Any] = {
+            "id": secrets.token_hex(8),
+            "recipient": recipient,
+            "title": title,
+            "body": body,
+            "created_at": now,
+            "expires_at": now + expires_in if expires_in else None,
+        }
+        await asyncio.to_thread(db.create_task, self.store.engine, row)
+        await self._publish_task({**row, "state": "queued"})
+        task = await asyncio.to_thread(db.get_task, self.store.engine, row["id"])
+        assert task is not None
+        return task
+
+    async def _publish_task(self, task: dict[str, Any]) -> None:
+        payload = {
+            "task_id": task["id"],
+            "title": task["title"],
+            "body": task["body"],
+            "created_at": task["created_at"],
+            "expires_at": task["expires_at"],
+        }
+        expiry = None
+        if task["expires_at"] is not None:
+            expiry = max(1, int(task["expires_at"] - time.time()))
+        topic = task_topic(self.app_prefix, task["recipient"], task["id"])
+        if self.transport.publish(topic, json.dumps(payload).encode(), expiry=expiry):
+            await asyncio.to_thread(db.count_publish, self.store.engine, task["id"])
+        else:
+            log.warning("task %s queued: not connected to the broker now", task["id"])
+
+    async def post_command(
+        self, *, device_id: str, command: str, params: dict[str, Any], reply_within: float
+    ) -> dict[str, Any]:
+        """Publish a command to a device; it completes with the device's reply or times out."""
+        now = time.time()
+        row: dict[str, Any] = {
+            "id": secrets.token_hex(8),
+            "device_id": device_id,
+            "command": command,
+            "params": json.dumps(params),
+            "created_at": now,
+            "deadline": now + reply_within,
+        }
+        await asyncio.to_thread(db.create_command, self.store.engine, row)
+        payload = {"command_id": row["id"], "command": command, "params": params}
+        if not self.transport.publish(
+            command_topic(self.prefix, device_id), json.dumps(payload).encode()
+        ):
+            log.warning("command %s not sent: not connected to the broker now", row["id"])
+        return {**row, "params": params, "state": "sent", "replied_at": None, "reply": None}
+
+    async def handle(self, routed: Routed, payload: bytes) -> None:
+        """A receipt, reply or app status arrived (stored before it is acknowledged)."""
+        now = time.time()
+        if routed.route is Route.TASK_RECEIPT:
+            state = _receipt_state(payload)
+            if await asyncio.to_thread(
+                db.receipt, self.store.engine, routed.subject, routed.item, state, now
+            ):
+                self.events.publish("task", {"id": routed.item, "state": state})
+        elif routed.route is Route.COMMAND_REPLY:
+            body = payload[:4096].decode("utf-8", errors="replace")
+            if await asyncio.to_thread(
+                db.reply, self.store.engine, routed.subject, routed.item, body, now
+            ):
+                self.events.publish("command", {"id": routed.item, "state": "replied"})
+        elif routed.route is Route.APP_STATUS and payload.strip().lower() == b"online":
+            await self._republish(routed.subject, now)
+
+    async def _republish(self, recipient: str, now: float) -> None:
+        """An app came online: send what it missed (it ignores task ids it has seen)."""
+        for task in await asyncio.to_thread(db.pending_tasks, self.store.engine, recipient, now):
+            await self._publish_task(task)
+
+    async def run(self) -> None:
+        """Once a second: expire tasks, time out commands."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            try:
+                await asyncio.to_thread(db.expire_tasks, self.store.engine, now)
+                await asyncio.to_thread(db.time_out_commands, self.store.engine, now)
+            except Exception as exc:  # the database may be down; the writer reports that
+                log.debug("downlink housekeeping failed: %s", exc)
+
+
+def _receipt_state(payload: bytes) -> str:
+    """``delivered`` unless the receipt says ``{"state": "done"}``."""
+    try:
+        document = json.loads(payload or b"{}")
+    except ValueError:
+        return "delivered"
+    state = document.get("state") if isinstance(document, dict) else None
+    return state if state in RECEIPT_STATES else "delivered"

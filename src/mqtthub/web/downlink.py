@@ -1,0 +1,184 @@
+"""Downlink and provisioning routes: tasks, device commands, device registration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+
+from mqtthub.broker_config import hash_password, new_password
+from mqtthub.messages import DEVICE_ID_PATTERN
+from mqtthub.store import downlink as db
+from mqtthub.web.api import Limit, Offset, RuntimeDep, StoreDep, iso
+
+router = APIRouter()
+Recipient = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class TaskIn(BaseModel):
+    """A task for a person's desktop app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: Recipient
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    body: Annotated[str, Field(max_length=10000)] = ""
+    expires_in: Annotated[int, Field(gt=0, le=30 * 86400)] | None = None
+
+
+class TaskOut(BaseModel):
+    """A task and where it is in its life: queued -> delivered -> done, or expired."""
+
+    id: str
+    recipient: str
+    title: str
+    body: str
+    state: Literal["queued", "delivered", "done", "expired"]
+    created_at: str
+    expires_at: str | None
+    delivered_at: str | None
+    done_at: str | None
+    publishes: int
+
+
+class CommandIn(BaseModel):
+    """A command for a device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    params: dict[str, Any] = {}
+    timeout: Annotated[float, Field(gt=0, le=86400)] = 30.0
+
+
+class CommandOut(BaseModel):
+    """A command and its outcome: sent -> replied, or timeout."""
+
+    id: str
+    device_id: str
+    command: str
+    params: dict[str, Any]
+    state: Literal["sent", "replied", "timeout"]
+    created_at: str
+    deadline: str
+    replied_at: str | None
+    reply: str | None
+
+
+class DeviceIn(BaseModel):
+    """A device to register before it connects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    name: Annotated[str, Field(max_length=128)] | None = None
+
+
+class Provisioned(BaseModel):
+    """A registered device's MQTT credentials: the password is shown this once."""
+
+    device_id: str
+    username: str
+    password: str
+    broker_url: str
+    publish_topics: str
+    command_topic: str
+
+
+def _times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for key in keys:
+        if row.get(key) is not None:
+            row[key] = iso(row[key])
+    return row
+
+
+def _downlink(runtime: Any) -> Any:
+    if runtime.downlink is None:
+        raise HTTPException(503, "downlink not available")
+    return runtime.downlink
+
+
+@router.post("/tasks", response_model=TaskOut, status_code=201, tags=["tasks"])
+async def post_task(task: TaskIn, runtime: RuntimeDep) -> dict[str, Any]:
+    """Store a task and publish it at QoS 1 to ``mqtt_app/tasks/{recipient}/{task_id}``."""
+    created = await _downlink(runtime).post_task(
+        recipient=task.recipient, title=task.title, body=task.body, expires_in=task.expires_in
+    )
+    return _times(created, "created_at", "expires_at", "delivered_at", "done_at")
+
+
+@router.get("/tasks", response_model=list[TaskOut], tags=["tasks"])
+def get_tasks(
+    store: StoreDep,
+    recipient: str | None = None,
+    state: Literal["queued", "delivered", "done", "expired"] | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[dict[str, Any]]:
+    """Tasks, newest first."""
+    rows = db.list_tasks(store.engine, recipient=recipient, state=state, limit=limit, offset=offset)
+    return [_times(r, "created_at", "expires_at", "delivered_at", "done_at") for r in rows]
+
+
+@router.post(
+    "/devices/{device_id}/commands", response_model=CommandOut, status_code=201, tags=["devices"]
+)
+async def post_command(device_id: str, command: CommandIn, runtime: RuntimeDep) -> dict[str, Any]:
+    """Publish a command to ``devices/{id}/command``; the device replies on
+    ``devices/{id}/command/{command_id}/reply``."""
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise HTTPException(404, "no such device")
+    sent = await _downlink(runtime).post_command(
+        device_id=device_id,
+        command=command.command,
+        params=command.params,
+        reply_within=command.timeout,
+    )
+    return _times(sent, "created_at", "deadline", "replied_at")
+
+
+@router.get("/devices/{device_id}/commands", response_model=list[CommandOut], tags=["devices"])
+def get_commands(
+    device_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
+    """A device's commands, newest first."""
+    rows = db.list_commands(store.engine, device_id, limit=limit)
+    return [_times(r, "created_at", "deadline", "replied_at") for r in rows]
+
+
+@router.post("/devices", response_model=Provisioned, status_code=201, tags=["devices"])
+async def provision_device(
+    device: DeviceIn, store: StoreDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Register a device and return its MQTT credentials once (only a hash is kept)."""
+    password = new_password()
+    row = {
+        "id": device.id,
+        "name": device.name,
+        "status": "offline",
+        "first_seen": 0.0,
+        "last_seen": 0.0,
+        "last_message_type": "none",
+        "status_changed_at": 0.0,
+        "status_reason": None,
+        "broker_endpoint": runtime.device_endpoint,
+        "mqtt_password_hash": hash_password(password),
+    }
+    try:
+        created = await asyncio.to_thread(db.provision, store.engine, row)
+    except IntegrityError:
+        created = False
+    if not created:
+        raise HTTPException(409, f"device {device.id} already exists")
+    prefix = runtime.topic_prefix
+    return {
+        "device_id": device.id,
+        "username": device.id,
+        "password": password,
+        "broker_url": runtime.device_endpoint,
+        "publish_topics": f"{prefix}/{device.id}/#",
+        "command_topic": f"{prefix}/{device.id}/command",
+    }
