@@ -7,6 +7,7 @@ configuration or usage (before any connection is tried).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
@@ -84,6 +85,7 @@ def serve(**flags: Any) -> None:
     """
     settings = _settings(**flags)
     configure_logging(settings.log_level)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     from mqtthub.service import Service  # imported here so --help stays fast
 
     async def run() -> None:

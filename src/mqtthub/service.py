@@ -209,9 +209,8 @@ class Service:
         started = time.monotonic()
         server.should_exit = True
         writer_task = tasks[1]
-        writer_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer_task
+        writer.stop()  # a flag, not cancel(): the batch in hand is committed and acknowledged
+        await asyncio.wait({writer_task}, timeout=SHUTDOWN_BUDGET_S / 2)
         try:
             await asyncio.wait_for(writer.drain(), timeout=SHUTDOWN_BUDGET_S / 2)
         except TimeoutError:

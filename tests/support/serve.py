@@ -110,6 +110,8 @@ class ServeProcess:
         try:
             return process.wait(timeout)
         except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # serve dumps its stacks into the log
+            time.sleep(0.5)
             process.kill()
             process.wait()
             raise

@@ -69,6 +69,7 @@ class BatchWriter:
         self._batch_size = batch_size
         self._redelivery_window = redelivery_window
         self._on_taken = on_taken or (lambda: None)
+        self._stopping = False
         self.events = events or EventBus()
         self.recent = recent or RecentMessages()
         self._metrics = metrics
@@ -84,13 +85,13 @@ class BatchWriter:
         log.info("presence loaded for %d devices", len(states))
 
     async def run(self) -> None:
-        """Write batches and expire presence deadlines forever (cancel to stop)."""
+        """Write batches and expire presence deadlines until :meth:`stop`."""
         next_tick = time.monotonic() + TICK_S
-        while True:
+        while not self._stopping:
             messages: list[RawMessage] = []
             try:
-                timeout = max(0.0, next_tick - time.monotonic())
-                messages.append(await asyncio.wait_for(self.queue.get(), timeout))
+                async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
+                    messages.append(await self.queue.get())
             except TimeoutError:
                 pass
             self._take_waiting(messages)
@@ -99,6 +100,10 @@ class BatchWriter:
             if time.monotonic() >= next_tick:
                 await self._expire()
                 next_tick = time.monotonic() + TICK_S
+
+    def stop(self) -> None:
+        """Finish the batch in hand and leave :meth:`run` (within one tick)."""
+        self._stopping = True
 
     async def drain(self) -> None:
         """Write everything still queued (used on shutdown)."""

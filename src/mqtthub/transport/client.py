@@ -245,7 +245,8 @@ class MqttTransport:
             if self._closing.is_set():
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
 
     async def close(self) -> None:
         """Disconnect cleanly and stop reconnecting."""

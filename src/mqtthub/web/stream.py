@@ -26,7 +26,8 @@ async def stream(request: Request, runtime: RuntimeDep) -> StreamingResponse:
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    async with asyncio.timeout(KEEPALIVE_S):
+                        event = await queue.get()
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
