@@ -1,0 +1,173 @@
+"""mqtthub's benchmark suite: one command, every figure, measured in the same run.
+
+Usage::
+
+    .venv/bin/python benchmarks/run.py [--quick] [--out DIR]
+
+Starts its own Mosquitto on a free 127.0.0.1 port and measures, in this order:
+
+1. ``broker_rate``: messages/s a bare ``mosquitto_sub`` receives for a burst;
+2. ``stored_rate``: messages/s ``mqtthub serve`` stores for the same burst, QoS 0 and 1,
+   SQLite and PostgreSQL, with the ratio to the broker rate of the same round;
+3. ``latency``: publish-to-stored p50/p99 at 25/50/90 % of the stored rate just measured
+   (SQLite, QoS 1);
+4. ``presence``: device death (SIGKILL, SIGSTOP) to offline in the API, split into the
+   broker's part and mqtthub's;
+5. ``memory``: serve's RSS with 1,000 and 10,000 simulated devices online.
+
+Full mode repeats every rate three times (median) and takes about 5 minutes on 2 cores;
+``--quick`` uses tiny numbers and takes well under a minute. Writes ``results.json``,
+``results.md`` and ``results.png`` to ``--out`` (default ``benchmarks/results``), prints
+progress to stderr and one JSON object (the results) to stdout. Exit status 0 when
+every measurement produced its figures, 1 when one failed (``errors`` says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from suite.latency import measure_latency
+from suite.memory import measure_memory
+from suite.plot import plot
+from suite.presence import measure_presence
+from suite.procs import Broker, log
+from suite.report import evaluate_targets, machine_facts, markdown
+from suite.throughput import measure_rates
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big each measurement is."""
+
+    burst: int  # messages per throughput burst
+    repeats: int  # rounds of every rate measurement
+    loads: tuple[float, ...]  # fractions of the max stored rate for the latency runs
+    latency_seconds: float  # per load level
+    presence_devices: int  # per way of dying
+    fleet_sizes: tuple[int, ...]  # simulated devices for the memory figure
+    settle: float  # seconds before each RSS reading
+
+
+PLANS = {
+    "full": Plan(50_000, 3, (0.25, 0.5, 0.9), 8.0, 3, (1_000, 10_000), 2.0),
+    "quick": Plan(3_000, 1, (0.25, 0.5, 0.9), 1.0, 1, (50, 200), 0.5),
+}
+
+
+def _section(results: dict[str, Any], name: str, run: Callable[[], dict[str, Any]]) -> None:
+    """Run one measurement; on failure record the error and go on with the next."""
+    started = time.monotonic()
+    log(f"{name} ...")
+    try:
+        results.update(run() if name == "rates" else {name: run()})
+    except Exception as exc:  # recorded in results["errors"]; the other figures still count
+        log(f"{name} failed: {exc!r}\n{traceback.format_exc()}")
+        results["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
+    results["seconds"][name] = round(time.monotonic() - started, 1)
+
+
+def run_suite(plan: Plan, workroot: Path, results: dict[str, Any]) -> None:
+    """Every measurement against one private broker, in order; fills ``results``."""
+    broker = Broker(workroot)
+    broker.start()
+    try:
+        _section(
+            results,
+            "rates",
+            lambda: measure_rates(broker, workroot, plan.burst, plan.repeats, results["errors"]),
+        )
+        max_rate = (((results.get("stored_rate") or {}).get("sqlite") or {}).get("qos1") or {}).get(
+            "median"
+        )
+        if max_rate:
+            _section(
+                results,
+                "latency",
+                lambda: measure_latency(
+                    broker, workroot, max_rate, plan.loads, plan.latency_seconds
+                ),
+            )
+        else:
+            results["errors"].append("latency: skipped, no stored rate for SQLite QoS 1")
+        _section(
+            results, "presence", lambda: measure_presence(broker, workroot, plan.presence_devices)
+        )
+        _section(
+            results,
+            "memory",
+            lambda: measure_memory(broker, workroot, plan.fleet_sizes, plan.settle),
+        )
+    finally:
+        broker.stop()
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> None:
+    """results.json, results.md and results.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    try:
+        plot(results, out / "results.png")
+    except Exception as exc:  # a broken plot must not hide the figures
+        results["errors"].append(f"plot: {type(exc).__name__}: {exc}")
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny numbers, well under a minute")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite, write the outputs, print the results; 0 when nothing failed."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so every child gets stopped
+    mode = "quick" if args.quick else "full"
+    plan = PLANS[mode]
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "mode": mode,
+        "plan": asdict(plan),
+        "machine": machine_facts(),
+        "errors": [],
+        "seconds": {},
+    }
+    workroot = Path(tempfile.mkdtemp(prefix="mqtthub-bench-"))
+    try:
+        run_suite(plan, workroot, results)
+    finally:
+        if args.keep:
+            log(f"work folder kept: {workroot}")
+        else:
+            shutil.rmtree(workroot, ignore_errors=True)
+    results["targets"] = evaluate_targets(results)
+    results["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    results["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    results["ok"] = not results["errors"]
+    write_outputs(results, args.out)
+    log(f"done in {results['elapsed_seconds']} s; wrote {args.out}/results.{{json,md,png}}")
+    print(json.dumps(results), flush=True)
+    return 0 if results["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The benchmark suite's smoke run (tiny numbers): every figure is produced.
+
+The full suite is `benchmarks/run.py` (docs/PERFORMANCE.md); it is not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_run_produces_json_plot_and_ratios(tmp_path: Path) -> None:
+    """`benchmarks/run.py --quick` exits 0 with rates, ratios, latency, presence, memory."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] is True, report["errors"]
+    for key in ("broker_rate", "stored_rate", "latency", "presence", "memory", "targets"):
+        assert report[key], key
+    assert (tmp_path / "results.json").exists()
+    assert (tmp_path / "results.png").stat().st_size > 10_000
