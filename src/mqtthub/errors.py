@@ -6,7 +6,8 @@ Every error mqtthub raises derives from one root, so callers can catch them all:
     ├── ConfigError          bad settings; the message names the variable (exit status 2)
     ├── BrokerError          the MQTT broker could not be reached or refused us
     │   └── ConnectRefusedError   CONNACK with a failure reason code
-    └── StoreError           the database could not be opened, migrated or written
+    ├── StoreError           the database could not be opened, migrated or written
+    └── TaskFailedError      one of serve's long-running tasks ended unexpectedly (exit 1)
 """
 
 from __future__ import annotations
@@ -46,3 +47,17 @@ class ConnectRefusedError(BrokerError):
 
 class StoreError(MqttHubError):
     """The database could not be opened, migrated or written."""
+
+
+class TaskFailedError(MqttHubError):
+    """A long-running task of ``serve`` raised or returned before shutdown.
+
+    Attributes:
+        task: the task's name (``mqtt``, ``writer``, ``http``, ``downlink``, ``stats``).
+        description: what happened, e.g. ``died: RuntimeError: ...``.
+    """
+
+    def __init__(self, task: str, description: str) -> None:
+        super().__init__(f"task {task} {description}")
+        self.task = task
+        self.description = description

@@ -18,8 +18,11 @@ from typing import Any
 
 import orjson
 
-DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Ids of 1-64 characters; "." and ".." are refused (they are path segments in URLs).
+DEVICE_ID_PATTERN = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.:-]{1,64}")
+MAX_DEVICE_ID = 64
 METRIC_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_METRIC_NAME = 64
 RESERVED_KEYS = frozenset({"device_id", "ts", "status"})
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138).
 MILLISECONDS_THRESHOLD = 1e11
@@ -55,6 +58,7 @@ class Reason(StrEnum):
     UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
     UNKNOWN_DEVICE = "unknown_device"
     STORE_REJECTED = "store_rejected"
+    INTERNAL_ERROR = "internal_error"
 
 
 class Status(StrEnum):
@@ -132,18 +136,22 @@ def parse(
     levels = topic.split("/")
     prefix_levels = prefix.count("/") + 1
     if len(levels) != prefix_levels + 2 or "/".join(levels[:prefix_levels]) != prefix:
-        return Rejected(Reason.BAD_TOPIC, f"topic {topic!r} is not {prefix}/<device_id>/<type>")
+        return Rejected(
+            Reason.BAD_TOPIC, f"topic {topic!r:.200} is not {prefix}/<device_id>/<type>"
+        )
     device_id, kind_name = levels[prefix_levels], levels[prefix_levels + 1]
     if not valid_device_id(device_id):
         return Rejected(
-            Reason.BAD_DEVICE_ID, f"device id {device_id!r} must match [A-Za-z0-9_.:-]{{1,64}}"
+            Reason.BAD_DEVICE_ID,
+            f"device id {device_id!r:.100} must match [A-Za-z0-9_.:-]{{1,64}} "
+            "and not be '.' or '..'",
         )
     try:
         kind = Kind(kind_name)
     except ValueError:
         return Rejected(
             Reason.UNKNOWN_MESSAGE_TYPE,
-            f"message type {kind_name!r} is not one of status, sensor, heartbeat",
+            f"message type {kind_name!r:.80} is not one of status, sensor, heartbeat",
             device_id,
         )
     if len(payload) > max_payload:
@@ -246,6 +254,10 @@ def _load_json(payload: bytes) -> Any:
         raise
     except ValueError as exc:
         raise _InvalidPayloadError(Reason.INVALID_JSON, f"payload is not JSON: {exc}") from None
+    except RecursionError:
+        raise _InvalidPayloadError(
+            Reason.INVALID_JSON, "payload is JSON nested too deeply (over 1,000 levels)"
+        ) from None
     _check_finite(document)
     return document
 
@@ -277,14 +289,23 @@ def _check_device_id(device_id: str, document: dict[str, Any]) -> None:
         )
 
 
-@lru_cache(maxsize=4096)
 def _valid_metric(name: str) -> bool:
+    return len(name) <= MAX_METRIC_NAME and _valid_short_metric(name)
+
+
+@lru_cache(maxsize=4096)
+def _valid_short_metric(name: str) -> bool:
     return METRIC_PATTERN.fullmatch(name) is not None
 
 
-@lru_cache(maxsize=65536)
 def valid_device_id(device_id: str) -> bool:
-    """True when ``device_id`` matches ``[A-Za-z0-9_.:-]{1,64}``."""
+    """True when ``device_id`` matches ``[A-Za-z0-9_.:-]{1,64}`` and is not ``.`` or ``..``."""
+    return len(device_id) <= MAX_DEVICE_ID and _valid_short_id(device_id)
+
+
+@lru_cache(maxsize=65536)
+def _valid_short_id(device_id: str) -> bool:
+    # Only ids of at most MAX_DEVICE_ID characters reach the cache: bounded memory.
     return DEVICE_ID_PATTERN.fullmatch(device_id) is not None
 
 

@@ -14,8 +14,10 @@ from typing import Any
 from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status, parse
 from mqtthub.presence import PresenceEngine, Transition
 
-# Dead letters keep at most this much of an oversized payload.
+# Dead letters keep at most this much of an oversized payload, a topic and a detail.
 DEAD_LETTER_PAYLOAD_LIMIT = 4096
+DEAD_LETTER_TOPIC_LIMIT = 512
+DEAD_LETTER_DETAIL_LIMIT = 1024
 
 
 @dataclass(slots=True)
@@ -31,6 +33,8 @@ class RawMessage:
         ack: resolved once the message's batch is committed; the transport then sends
             the acknowledgement (None for QoS 0 messages that need none).
         dup: True when the broker marks this as a redelivery of an earlier attempt.
+        failure: set when handling the message already failed before the writer
+            (e.g. a receipt that raised); it becomes an ``internal_error`` dead letter.
     """
 
     topic: str
@@ -40,6 +44,7 @@ class RawMessage:
     received_at: float
     ack: Any = None
     dup: bool = False
+    failure: str | None = None
 
 
 @dataclass(slots=True)
@@ -93,20 +98,29 @@ class Parsed:
 
 
 def parse_all(messages: Sequence[RawMessage], *, prefix: str, max_payload: int) -> list[Parsed]:
-    """Parse every message of a batch."""
-    return [
-        Parsed(
-            message,
-            parse(
-                message.topic,
-                message.payload,
-                received_at=message.received_at,
-                prefix=prefix,
-                max_payload=max_payload,
-            ),
+    """Parse every message of a batch; whatever one message raises rejects only that one."""
+    return [_parse_one(message, prefix=prefix, max_payload=max_payload) for message in messages]
+
+
+def _parse_one(message: RawMessage, *, prefix: str, max_payload: int) -> Parsed:
+    if message.failure is not None:
+        return Parsed(message, Rejected(Reason.INTERNAL_ERROR, message.failure))
+    try:
+        result = parse(
+            message.topic,
+            message.payload,
+            received_at=message.received_at,
+            prefix=prefix,
+            max_payload=max_payload,
         )
-        for message in messages
-    ]
+    except Exception as exc:  # a parser bug or a bomb must not end the batch
+        result = internal_error(exc)
+    return Parsed(message, result)
+
+
+def internal_error(exc: BaseException, device_id: str | None = None) -> Rejected:
+    """The rejection for a message whose handling raised ``exc`` (names the exception type)."""
+    return Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {str(exc)[:300]}", device_id)
 
 
 def build_batch(
@@ -136,11 +150,14 @@ def build_batch(
                 result.device_id,
                 result.kind,
             )
-        if isinstance(result, Rejected):
-            batch.dead_letters.append(_dead_letter(item.raw, result))
-            continue
-        duplicate = already_stored is not None and already_stored(item)
-        _apply(batch, item.raw, result, presence, store_readings=not duplicate)
+        if isinstance(result, Accepted):
+            try:
+                duplicate = already_stored is not None and already_stored(item)
+                _apply(batch, item.raw, result, presence, store_readings=not duplicate)
+                continue
+            except Exception as exc:  # one message's failure is its own dead letter
+                result = internal_error(exc, result.device_id)
+        batch.dead_letters.append(_dead_letter(item.raw, result))
     return batch
 
 
@@ -152,10 +169,11 @@ def _apply(
     *,
     store_readings: bool,
 ) -> None:
+    device_id = message.device_id
+    # Presence first: if it raises, this message has changed nothing in the batch yet.
+    transition = presence.observe(message, received_at=raw.received_at, retained=raw.retain)
     batch.accepted_by_kind[message.kind] += 1
     batch.accepted.append((raw, message))
-    device_id = message.device_id
-    transition = presence.observe(message, received_at=raw.received_at, retained=raw.retain)
     if transition is not None:
         batch.transitions.append(transition)
     state = presence.devices[device_id]
@@ -184,12 +202,17 @@ def _apply(
 def _dead_letter(raw: RawMessage, rejected: Rejected) -> DeadLetter:
     return DeadLetter(
         received_at=raw.received_at,
-        topic=raw.topic,
+        topic=_clip(raw.topic, DEAD_LETTER_TOPIC_LIMIT),
         payload=raw.payload[:DEAD_LETTER_PAYLOAD_LIMIT]
         if rejected.reason is Reason.PAYLOAD_TOO_LARGE
         else raw.payload,
         payload_size=len(raw.payload),
         reason=rejected.reason,
-        detail=rejected.detail,
+        detail=_clip(rejected.detail, DEAD_LETTER_DETAIL_LIMIT),
         device_id=rejected.device_id,
     )
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

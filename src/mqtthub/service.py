@@ -12,6 +12,7 @@ from collections.abc import Generator
 from typing import Any
 
 import uvicorn
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mqtthub.config import Delivery, Settings, build_ssl_context
 from mqtthub.downlink import topics as downlink_topics
@@ -21,12 +22,13 @@ from mqtthub.errors import MqttHubError
 from mqtthub.events import EventBus
 from mqtthub.messages import subscriptions
 from mqtthub.metrics import Metrics, Sources
-from mqtthub.pipeline import RawMessage
+from mqtthub.pipeline import RawMessage, internal_error
 from mqtthub.presence import PresenceEngine
 from mqtthub.stats import Stats
 from mqtthub.store import queries
 from mqtthub.store.database import Store
 from mqtthub.store.writer import BatchWriter
+from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import MqttTransport
@@ -84,12 +86,14 @@ class Service:
         self._stop = asyncio.Event()
         self._stable_timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self.supervisor = Supervisor(on_failure=lambda _failure: self._stop.set())
 
     async def run(self) -> None:
-        """Run until a signal arrives, then shut down in order within ~10 s.
+        """Run until a signal arrives or a task dies, then shut down in order within ~10 s.
 
         Raises:
             MqttHubError: the HTTP port, the database or the embedded broker failed to start.
+            TaskFailedError: a long-running task ended unexpectedly (after the shutdown).
         """
         settings = self.settings
         http_socket = bind_http(settings.http_host, settings.http_port)
@@ -101,6 +105,8 @@ class Service:
             store = await asyncio.to_thread(Store.open, settings.sqlalchemy_url)
             log.info("database ready: %s", store.engine.url.render_as_string(hide_password=True))
             await self._serve(store, http_socket)
+            if self.supervisor.failure is not None:
+                raise self.supervisor.failure
         finally:
             if store is not None:
                 store.close()
@@ -171,6 +177,7 @@ class Service:
         runtime = Runtime(
             link=lambda: transport.state,
             db_error=lambda: writer.db_error,
+            failure=lambda: str(self.supervisor.failure) if self.supervisor.failure else None,
             queue_depth=self.queue.qsize,
             stats=self.stats,
             connection=self.history.as_dict,
@@ -190,25 +197,24 @@ class Service:
         log.info("serving the API at %s (OpenAPI docs at %s/docs)", url, url)
         if settings.http_host not in {"127.0.0.1", "localhost", "::1"} and not settings.api_token:
             log.warning("the API listens on %s without MQTTHUB_API_TOKEN", settings.http_host)
-        tasks = [
-            asyncio.create_task(transport.run(), name="mqtt"),
-            asyncio.create_task(writer.run(), name="writer"),
-            asyncio.create_task(server.serve(sockets=[http_socket]), name="http"),
-            asyncio.create_task(self._publish_stats(runtime), name="stats"),
-            asyncio.create_task(self.downlink.run(), name="downlink"),
-        ]
+        supervisor = self.supervisor
+        supervisor.start("mqtt", transport.run())
+        writer_task = supervisor.start("writer", writer.run())
+        supervisor.start("http", server.serve(sockets=[http_socket]))
+        supervisor.start("stats", self._publish_stats(runtime))
+        supervisor.start("downlink", self.downlink.run())
         try:
             await self._stop.wait()
         finally:
-            await self._shutdown(tasks, server, transport, writer)
+            supervisor.stopping()
+            await self._shutdown(writer_task, server, transport, writer)
 
     async def _shutdown(
-        self, tasks: list[asyncio.Task[Any]], server: _Server, transport: Any, writer: BatchWriter
+        self, writer_task: asyncio.Task[Any], server: _Server, transport: Any, writer: BatchWriter
     ) -> None:
         log.info("shutting down: flushing %d queued messages", self.queue.qsize())
         started = time.monotonic()
         server.should_exit = True
-        writer_task = tasks[1]
         writer.stop()  # a flag, not cancel(): the batch in hand is committed and acknowledged
         await asyncio.wait({writer_task}, timeout=SHUTDOWN_BUDGET_S / 2)
         try:
@@ -220,6 +226,7 @@ class Service:
         await asyncio.sleep(0)  # let acknowledgements of the last batch go out
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(transport.close(), timeout=3.0)
+        tasks = self.supervisor.tasks
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=3.0)
@@ -242,14 +249,22 @@ class Service:
         routed = downlink_topics.route(
             topic, prefix=self.settings.topic_prefix, app_prefix=self.settings.app_prefix
         )
+        failure = None
         if routed.route is not Route.DEVICE:
-            if routed.route not in (Route.OWN_COMMAND, Route.OWN_TASK):
+            if routed.route in (Route.OWN_COMMAND, Route.OWN_TASK):
+                return
+            try:
                 await self.downlink.handle(routed, payload)
-            return
+                return
+            except (OperationalError, InterfaceError):
+                raise  # the database is down: leave the message unacknowledged at the broker
+            except Exception as exc:  # any other failure is this message's dead letter
+                log.exception("could not handle a message on %s", topic[:200])
+                failure = internal_error(exc).detail
         ack = None
         if qos > 0 and self.settings.delivery is Delivery.AT_LEAST_ONCE:
             ack = asyncio.get_running_loop().create_future()
-        message = RawMessage(topic, payload, qos, retain, time.time(), ack, dup)
+        message = RawMessage(topic, payload, qos, retain, time.time(), ack, dup, failure)
         if self.queue.full():
             # Backpressure: stop reading from the broker until the writer has taken half
             # the queue (see _room_made). QoS 1 messages stay unacknowledged at the broker;

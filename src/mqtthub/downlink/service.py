@@ -9,6 +9,8 @@ import secrets
 import time
 from typing import Any
 
+import orjson
+
 from mqtthub.downlink.topics import Route, Routed, command_topic, task_topic
 from mqtthub.events import EventBus
 from mqtthub.store import downlink as db
@@ -131,10 +133,11 @@ class Downlink:
 
 
 def _receipt_state(payload: bytes) -> str:
-    """``delivered`` unless the receipt says ``{"state": "done"}``."""
+    """``delivered`` unless the receipt says ``{"state": "done"}`` (any other payload,
+    malformed or nested beyond what a parser takes, is a plain receipt)."""
     try:
-        document = json.loads(payload or b"{}")
-    except ValueError:
+        document = orjson.loads(payload or b"{}")
+    except orjson.JSONDecodeError:
         return "delivered"
     state = document.get("state") if isinstance(document, dict) else None
     return state if state in RECEIPT_STATES else "delivered"

@@ -22,7 +22,7 @@ from mqtthub.events import EventBus, RecentMessages
 from mqtthub.logutil import RateLimitedLog
 from mqtthub.messages import Accepted, Reason, Rejected, Status
 from mqtthub.metrics import Metrics
-from mqtthub.pipeline import Batch, Parsed, RawMessage, build_batch, parse_all
+from mqtthub.pipeline import Batch, Parsed, RawMessage, build_batch, internal_error, parse_all
 from mqtthub.presence import PresenceEngine, Transition
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
@@ -148,15 +148,42 @@ class BatchWriter:
         batch = await self._retrying(self._prepare, messages)
         try:
             await self._retrying(self.store.write, batch)
-        except SQLAlchemyError as exc:
-            log.exception("the database rejected a batch; keeping its messages as dead letters")
-            batch = _rejected_batch(messages, _first_line(exc))
-            await self._retrying(self.store.write, batch)
-        self._database_up()
-        self._account(batch, time.perf_counter() - started)
+        except Exception:
+            log.exception(
+                "could not write a batch of %d messages; writing them one by one", len(messages)
+            )
+            for message in messages:
+                await self._commit_alone(message)
+        else:
+            self._database_up()
+            self._account(batch, time.perf_counter() - started)
         for message in messages:
             if message.ack is not None and not message.ack.done():
                 message.ack.set_result(None)
+
+    async def _commit_alone(self, message: RawMessage) -> None:
+        """Write one message; if even that fails, keep it as a dead letter saying why."""
+        started = time.perf_counter()
+        try:
+            batch = await self._retrying(self._prepare, [message])
+            await self._retrying(self.store.write, batch)
+        except Exception as exc:
+            rejection = (
+                Rejected(Reason.STORE_REJECTED, _first_line(exc))
+                if isinstance(exc, SQLAlchemyError)
+                else internal_error(exc)
+            )
+            batch = build_batch([Parsed(message, rejection)], presence=PresenceEngine())
+            try:
+                await self._retrying(self.store.write, batch)
+            except Exception:
+                log.exception(
+                    "dropped a message on %s: the database takes neither it nor its dead letter",
+                    message.topic[:200],
+                )
+                return
+        self._database_up()
+        self._account(batch, time.perf_counter() - started)
 
     def _prepare(self, messages: list[RawMessage]) -> Batch:
         """Parse, look up what needs the database, then apply presence (writer thread)."""
@@ -265,10 +292,15 @@ class BatchWriter:
         status by hand (reason ``manual``)."""
 
         def configure_now() -> tuple[bool, Transition | None]:
-            found = self.store.update_device(device_id, values) if values else True
+            found = (
+                self.store.update_device(device_id, values)
+                if values
+                else bool(self.store.registered([device_id]))
+            )
             state = self.presence.devices.get(device_id)
             if not found or state is None:
-                return found and state is not None, None
+                # A provisioned device that never connected has a row but no presence yet.
+                return found, None
             if "heartbeat_timeout" in values:
                 state.heartbeat_timeout = values["heartbeat_timeout"]
             change = None
@@ -295,11 +327,6 @@ class BatchWriter:
                 change.reason,
                 f": {change.detail}" if change.detail else "",
             )
-
-
-def _rejected_batch(messages: list[RawMessage], error: str) -> Batch:
-    parsed = [Parsed(m, Rejected(Reason.STORE_REJECTED, error)) for m in messages]
-    return build_batch(parsed, presence=PresenceEngine())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -119,7 +119,11 @@ def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -
 
     @app.get("/healthz", tags=["health"], summary="Is ingestion working?")
     def healthz(request: Request) -> JSONResponse:
-        """200 when MQTT is connected and the database answers; 503 with the reason otherwise."""
+        """200 when MQTT is connected, the database answers and every task runs; else 503
+        with the reason (``failed_task`` names a task that died)."""
+        failure = runtime.failure()
+        if failure is not None:
+            return JSONResponse({"status": "failed", "failed_task": failure}, status_code=503)
         link = runtime.link()
         db_error = runtime.db_error()
         if db_error is None:

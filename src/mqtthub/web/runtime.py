@@ -18,6 +18,7 @@ class Runtime:
 
     link: Callable[[], LinkState]
     db_error: Callable[[], str | None]
+    failure: Callable[[], str | None]  # a supervised task that died, e.g. "task writer died: ..."
     queue_depth: Callable[[], int]
     stats: Stats
     connection: Callable[[], dict[str, Any]]
