@@ -121,6 +121,17 @@ def subscriptions(prefix: str) -> tuple[str, ...]:
     return (f"{prefix}/+/+",)
 
 
+def max_packet_size(max_payload: int) -> int:
+    """The MQTT 5 Maximum Packet Size ``serve`` announces for ``MQTTHUB_MAX_PAYLOAD``.
+
+    Payloads up to one more ``max_payload`` over the limit still arrive and become
+    ``payload_too_large`` dead letters that an operator can see; the broker drops larger
+    packets instead of sending them (so a 30 MB publish is never read into memory). The
+    65,600 bytes of headroom cover the longest topic and the packet's own fields.
+    """
+    return min(2 * max_payload + 65_600, 268_435_455)
+
+
 def parse(
     topic: str, payload: bytes, *, received_at: float, prefix: str, max_payload: int
 ) -> Accepted | Rejected:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from support.mosquitto import MosquittoBroker, mosquitto_pub
@@ -77,3 +78,30 @@ def test_huge_device_ids_are_refused_and_kept_small(
         ).fetchone()
     assert topic_bytes <= 200 * 512
     assert detail_bytes <= 200 * 1024
+
+
+def test_packets_far_over_the_payload_limit_never_reach_serve(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Over MQTT 5, serve announces a Maximum Packet Size: a 3 MB publish is dropped by the
+    broker instead of being read into memory, while a payload just over MQTTHUB_MAX_PAYLOAD
+    still arrives and becomes a payload_too_large dead letter."""
+    big, slightly_big = tmp_path / "big.json", tmp_path / "slightly_big.json"
+    big.write_text('{"x": "' + "a" * 3_000_000 + '"}')
+    slightly_big.write_text('{"x": "' + "a" * 100_000 + '"}')
+    with serve_for(mosquitto.port, tmp_path) as serve:
+        assert serve.get("/api/connection").json()["protocol"] == "MQTT 5"
+        for path in (big, slightly_big):
+            subprocess.run(
+                [
+                    *("mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port)),
+                    *("-V", "mqttv5", "-q", "1", "-t", "devices/big/sensor", "-f", str(path)),
+                ],
+                check=True,
+                timeout=60,
+            )
+        mosquitto_pub(mosquitto, "devices/after/sensor", VALID, qos=1)
+        wait_until(lambda: device(serve, "after"), what="the reading after the big payloads")
+        [letter] = wait_until(lambda: dead_letters(serve, "payload_too_large"))
+        assert letter["payload_size"] == slightly_big.stat().st_size
+        assert serve.get("/api/stats").json()["messages_received"] == 2

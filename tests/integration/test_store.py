@@ -152,3 +152,24 @@ def test_delete_device_removes_its_data(store: Store) -> None:
         queries.device_series(store.engine, "gone", metric="v", since=0, until=2e9, bucket=60) == []
     )
     assert not store.delete_device("gone")
+
+
+def test_a_new_sqlite_database_is_private_to_its_user(tmp_path: Path) -> None:
+    """The data folder is created 0700 and the database (with its WAL) 0600."""
+    path = tmp_path / "data" / "hub.db"
+    store = Store.open(f"sqlite:///{path}")
+    try:
+        batch = build_batch(
+            parse_all(
+                [RawMessage("devices/d1/sensor", b'{"t": 1}', 1, False, 1.7e9)],
+                prefix="devices",
+                max_payload=65536,
+            ),
+            presence=PresenceEngine(),
+        )
+        store.write(batch)
+        assert (path.parent.stat().st_mode & 0o777) == 0o700
+        for file in (path, path.with_name("hub.db-wal")):
+            assert (file.stat().st_mode & 0o777) == 0o600, file
+    finally:
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -209,3 +210,56 @@ def test_without_registry_every_valid_device_is_accepted() -> None:
     batch = batch_of(raw("devices/new-device/sensor", b'{"temp": 1}'))
     assert list(batch.devices) == ["new-device"]
     assert batch.dead_letters == []
+
+
+def test_a_parser_failure_rejects_only_its_own_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever parsing one message raises becomes its internal_error dead letter (with the
+    exception type); the rest of the batch is stored."""
+    from mqtthub import pipeline
+
+    real_parse = pipeline.parse
+
+    def parse(topic: str, payload: bytes, **kwargs: object) -> object:
+        if payload == b"boom":
+            raise MemoryError("simulated")
+        return real_parse(topic, payload, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "parse", parse)
+    batch = batch_of(raw("devices/a/sensor", b'{"t": 1}'), raw("devices/b/sensor", b"boom"))
+    assert batch.stored == 1
+    [dead] = batch.dead_letters
+    assert dead.reason is Reason.INTERNAL_ERROR
+    assert dead.detail == "MemoryError: simulated"
+
+
+def test_a_presence_failure_rejects_only_its_own_message() -> None:
+    """If applying one message raises, that message is a dead letter and changes nothing."""
+
+    class FlakyPresence(PresenceEngine):
+        def observe(self, message: Any, **kwargs: Any) -> Any:
+            if message.device_id == "bad":
+                raise RuntimeError("bug")
+            return super().observe(message, **kwargs)
+
+    parsed = parse_all(
+        [raw("devices/bad/sensor", b'{"t": 1}'), raw("devices/good/sensor", b'{"t": 2}')],
+        prefix="devices",
+        max_payload=MAX_PAYLOAD,
+    )
+    batch = build_batch(parsed, presence=FlakyPresence())
+    assert list(batch.devices) == ["good"]
+    assert [r[0] for r in batch.readings] == ["good"]
+    assert [(d.reason, d.device_id, d.detail) for d in batch.dead_letters] == [
+        (Reason.INTERNAL_ERROR, "bad", "RuntimeError: bug")
+    ]
+
+
+def test_dead_letters_keep_topic_and_detail_short() -> None:
+    """A 60,000-character device id is kept as at most 512 characters of topic and a short
+    detail, so hostile topics cannot fill the database."""
+    topic = "devices/" + "x" * 60_000 + "/sensor"
+    [dead] = batch_of(raw(topic, b'{"t": 1}')).dead_letters
+    assert dead.reason is Reason.BAD_DEVICE_ID
+    assert len(dead.topic) == 512
+    assert dead.topic.endswith("\u2026")
+    assert len(dead.detail) < 300

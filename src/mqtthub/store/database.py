@@ -6,7 +6,9 @@ thread pool, never from the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,17 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 READING_COLUMNS = ("device_id", "metric", "ts", "value")
 
 
+def _create_private(database: Path) -> None:
+    """Create a SQLite file (and its folder) readable by this user only (0600 and 0700).
+
+    SQLite gives its -wal and -shm files the database file's permissions. Existing files
+    keep theirs: an operator may have chosen them.
+    """
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -80,7 +93,7 @@ class Store:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(parsed.database))
             engine = create_engine(url, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         elif parsed.get_backend_name() == "postgresql":

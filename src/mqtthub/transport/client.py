@@ -194,6 +194,7 @@ class MqttTransport:
         connect_timeout: float = 5.0,
         backoff: Backoff | None = None,
         receive_maximum: int | None = None,
+        maximum_packet_size: int | None = None,
         on_event: EventHandler | None = None,
         mqtt_version: MqttVersion = MqttVersion.AUTO,
         will: tuple[str, bytes] | None = None,
@@ -213,6 +214,9 @@ class MqttTransport:
             connect_timeout: how long to wait for TCP, TLS and CONNACK.
             backoff: reconnect policy (default: base 1 s, cap 60 s).
             receive_maximum: MQTT 5 limit of unacknowledged QoS 1 messages in flight.
+            maximum_packet_size: MQTT 5 limit announced to the broker: it does not send
+                larger packets (so none is read into memory). MQTT 3.1.1 has no such
+                announcement; there the broker's own ``message_size_limit`` must do it.
             on_event: told about every connection event.
             mqtt_version: ``auto`` tries MQTT 5 and falls back to 3.1.1; or fixed.
             will: (topic, payload) the broker publishes at QoS 1 if we vanish.
@@ -229,6 +233,7 @@ class MqttTransport:
         self._connect_timeout = connect_timeout
         self._backoff = backoff or Backoff(stable_after=keepalive)
         self._receive_maximum = receive_maximum
+        self._maximum_packet_size = maximum_packet_size
         self._on_event = on_event or (lambda _event: None)
         self._version = MQTTv311 if mqtt_version is MqttVersion.V311 else MQTTv50
         self._may_fall_back = mqtt_version is MqttVersion.AUTO
@@ -455,6 +460,8 @@ class MqttTransport:
             properties["session_expiry_interval"] = self._session_expiry
         if version == MQTTv50 and self._receive_maximum:
             properties["receive_maximum"] = self._receive_maximum
+        if version == MQTTv50 and self._maximum_packet_size:
+            properties["maximum_packet_size"] = self._maximum_packet_size
         gmqtt_log = logging.getLogger("mqtthub.mqtt.gmqtt")
         will = gmqtt.Message(self._will[0], self._will[1], qos=1) if self._will else None
         client = _ManagedClient(
