@@ -255,10 +255,11 @@ def test_device_killed_goes_offline_by_its_last_will(
             device_process.kill()
             device_process.wait()
         assert found["status_reason"] == "last_will"
-        # mqtthub's part: offline as soon as the broker publishes the will. The broker's
-        # part (Mosquitto 2.0.11 checks keepalives late: up to ~2 x keepalive) is its own.
-        assert seen_at - will_published_at <= 1.0
-        assert will_published_at - frozen_at <= keepalive * 2 + 1
+        # mqtthub's part, tight: offline as soon as the will arrives, visible in the API
+        # within a commit and a poll. The broker's part (Mosquitto 2.0.11 checks keepalives
+        # late: up to ~2 x keepalive, later still on a loaded machine) gets generous slack.
+        assert seen_at - will_published_at <= 2.0
+        assert will_published_at - frozen_at <= keepalive * 4 + 5
         events = serve.get("/api/devices/will1/events").json()
         assert [(e["status"], e["reason"]) for e in events[:2]] == [
             ("offline", "last_will"),
