@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mqtthub.downlink.topics import Route, Routed, command_topic, task_topic
 from mqtthub.events import EventBus
@@ -128,7 +129,9 @@ class Downlink:
             try:
                 await asyncio.to_thread(db.expire_tasks, self.store.engine, now)
                 await asyncio.to_thread(db.time_out_commands, self.store.engine, now)
-            except Exception as exc:  # the database may be down; the writer reports that
+            except (OperationalError, InterfaceError) as exc:
+                # The database is down: the writer reports that; try again next second.
+                # Anything else is a bug and ends this task (the service is supervised).
                 log.debug("downlink housekeeping failed: %s", exc)
 
 
