@@ -224,10 +224,15 @@ def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
 def broker_config(broker: str, out: Path, **flags: Any) -> None:
     """Write broker access control from the device registry.
 
-    mosquitto: `passwd` (password_file) and `acl` (acl_file). emqx: `acl.conf`.
-    Each device may publish only to devices/<its id>/# and read only its own command
-    topic; the backend user (from MQTTHUB_BROKER_URL / MQTT_USERNAME, else "mqtthub")
-    may read every device topic.
+    mosquitto: `passwd` (password_file), `acl` (acl_file) and `mqtthub.conf` (the lines
+    that load them and bind each device's client id to its username on the devices'
+    listener). emqx: `acl.conf` and `emqx.conf` (the same binding). A device may publish
+    only its own status, sensor, heartbeat and command replies, and read only its own
+    command topic; the backend user (from MQTTHUB_BROKER_URL / MQTT_USERNAME, else
+    "mqtthub") may read every device topic. passwd and the ACLs are created 0600.
+
+    Exit status 1, with nothing written, when a device id is the backend's username or
+    cannot be written safely to the broker's files.
     """
     from mqtthub import broker_config as generate
     from mqtthub.store import downlink as registry
@@ -239,27 +244,44 @@ def broker_config(broker: str, out: Path, **flags: Any) -> None:
         credentials = registry.credentials(store.engine)
     finally:
         store.close()
-    backend = settings.broker.username or "mqtthub"
+    backend = settings.broker.username or generate.DEFAULT_BACKEND_USER
     device_ids = [device_id for device_id, _hash in credentials]
+    problems = generate.broker_config_problems(device_ids, backend_user=backend)
+    if problems:
+        click.echo("mqtthub broker-config: nothing written:", err=True)
+        click.echo("".join(f"  {problem}\n" for problem in problems), err=True, nl=False)
+        sys.exit(1)
     rules = {
         "backend_user": backend,
         "prefix": settings.topic_prefix,
         "app_prefix": settings.app_prefix,
     }
+    listener = generate.device_listener(settings.device_endpoint)
     out.mkdir(parents=True, exist_ok=True)
+    folder = out.resolve()
     if broker == "mosquitto":
         users = list(credentials)
         if settings.broker.password:
             users.insert(
                 0, (backend, generate.hash_password(settings.broker.password.get_secret_value()))
             )
-        (out / "passwd").write_text(generate.mosquitto_passwd(users))
-        (out / "passwd").chmod(0o600)
-        (out / "acl").write_text(generate.mosquitto_acl(device_ids, **rules))
-        click.echo(f"wrote {out / 'passwd'} and {out / 'acl'} for {len(device_ids)} devices")
+        files = {
+            "passwd": (generate.mosquitto_passwd(users), generate.PRIVATE),
+            "acl": (generate.mosquitto_acl(device_ids, **rules), generate.PRIVATE),
+            "mqtthub.conf": (
+                generate.mosquitto_conf(folder=folder, listener=listener),
+                generate.PUBLIC,
+            ),
+        }
     else:
-        (out / "acl.conf").write_text(generate.emqx_acl(device_ids, **rules))
-        click.echo(f"wrote {out / 'acl.conf'} for {len(device_ids)} devices")
+        files = {
+            "acl.conf": (generate.emqx_acl(device_ids, **rules), generate.PRIVATE),
+            "emqx.conf": (generate.emqx_conf(listener=listener), generate.PUBLIC),
+        }
+    for name, (text, mode) in files.items():
+        generate.write_atomic(folder / name, text, mode=mode)
+    written = ", ".join(str(folder / name) for name in files)
+    click.echo(f"wrote {written} for {len(device_ids)} devices")
 
 
 main.add_command(simulate)

@@ -238,6 +238,8 @@ def test_emqx_acl_is_generated(mosquitto: MosquittoBroker, tmp_path: Path) -> No
         timeout=60,
     )
     acl = (out / "acl.conf").read_text()
-    assert '{allow, {user, "dev-e"}, publish, ["devices/dev-e/#"]}.' in acl
+    who = '{\'and\', [{user, "dev-e"}, {clientid, "dev-e"}]}'
+    assert f'{{allow, {who}, subscribe, ["devices/dev-e/command"]}}.' in acl
+    assert "zones.devices.mqtt.use_username_as_clientid = true" in (out / "emqx.conf").read_text()
     assert acl.rstrip().endswith("{deny, all}.")
     assert hash_password("x", salt=b"0" * 12).startswith("$7$101$")
