@@ -189,6 +189,11 @@ class Service:
             downlink=self.downlink,
             device_endpoint=settings.device_endpoint,
             topic_prefix=settings.topic_prefix,
+            reserved_ids=frozenset(
+                name
+                for name in (settings.broker.username, settings.username, settings.client_id)
+                if name
+            ),
         )
         app = create_app(store=store, runtime=runtime, api_token=settings.api_token)
         server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))

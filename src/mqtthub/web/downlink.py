@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
-from mqtthub.broker_config import hash_password, new_password
+from mqtthub.broker_config import hash_password, new_password, provisioning_refusal
 from mqtthub.messages import DEVICE_ID_PATTERN
 from mqtthub.store import downlink as db
 from mqtthub.web.api import Limit, Offset, RuntimeDep, StoreDep, iso
@@ -73,7 +73,15 @@ class DeviceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="ASCII letters, digits, '_', '-' and '.'; not '.' or '..', not the "
+            "backend's MQTT username, 'mqtthub' or anything starting with 'mqtthub-'.",
+        ),
+    ]
     name: Annotated[str, Field(max_length=128)] | None = None
 
 
@@ -153,7 +161,14 @@ def get_commands(
 async def provision_device(
     device: DeviceIn, store: StoreDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    """Register a device and return its MQTT credentials once (only a hash is kept)."""
+    """Register a device and return its MQTT credentials once (only a hash is kept).
+
+    422 when the id cannot be a broker username (it would break the broker's password
+    file or ACL, or is the backend's own name) or a dashboard URL segment.
+    """
+    refusal = provisioning_refusal(device.id, reserved=runtime.reserved_ids)
+    if refusal is not None:
+        raise HTTPException(422, refusal)
     password = new_password()
     row = {
         "id": device.id,

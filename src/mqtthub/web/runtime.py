@@ -30,3 +30,4 @@ class Runtime:
     downlink: Any = None  # mqtthub.downlink.service.Downlink when serving
     device_endpoint: str = ""
     topic_prefix: str = "devices"
+    reserved_ids: frozenset[str] = frozenset()  # names no device may take (backend user, ...)
