@@ -264,13 +264,17 @@ def test_generated_config_confines_devices_on_real_mosquitto(
         assert backend.publish(f"devices/{device_id}/command", payload) == ""
 
     watcher = backend.subscribe("devices/#", count=7, client_id="backend-watch")
-    wait_until(lambda: "backend-watch 1 devices/#" in log(), what="the backend subscribed")
+    wait_until(
+        lambda: "backend-watch 1 devices/#" in log(), what="the backend subscribed", timeout=TIMEOUT
+    )
     b_inbox = b.subscribe("devices/dev-b/command", count=2, client_id="dev-b")
-    wait_until(lambda: "dev-b 1 devices/dev-b/command" in log(), what="dev-b subscribed")
+    wait_until(
+        lambda: "dev-b 1 devices/dev-b/command" in log(), what="dev-b subscribed", timeout=TIMEOUT
+    )
 
     # A reads: it may subscribe to anything, but only its own commands reach it.
     a_inbox = a.subscribe("devices/#", count=1, client_id="dev-a")
-    wait_until(lambda: "dev-a 1 devices/#" in log(), what="dev-a subscribed")
+    wait_until(lambda: "dev-a 1 devices/#" in log(), what="dev-a subscribed", timeout=TIMEOUT)
     backend_sends("dev-b", "for-b-1")
     backend_sends("dev-a", "for-a-1")
     assert received(a_inbox) == ["devices/dev-a/command for-a-1"]
