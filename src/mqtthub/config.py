@@ -6,7 +6,9 @@ that the files they name exist, so a bad configuration fails before any connecti
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -15,7 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mqtthub.errors import ConfigError
@@ -24,6 +33,10 @@ TLS_PORTS = frozenset({8883, 18883})
 DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_DATABASE_URL = "sqlite:///data/mqtthub.db"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Addresses that mean "every interface": not a name clients reach the API under.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+DEFAULT_MAX_REQUEST_BODY = 1024 * 1024
+_HOST_NAME = re.compile(r"[a-z0-9_.-]+")
 
 
 class Delivery(StrEnum):
@@ -129,6 +142,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = None
+    allowed_hosts: str = ""
+    max_request_body: int = Field(default=DEFAULT_MAX_REQUEST_BODY, ge=1024, le=1 << 30)
     log_level: str = "INFO"
 
     @field_validator("broker_url")
@@ -180,6 +195,28 @@ class Settings(BaseSettings):
     def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value and value.get_secret_value() else None
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        for name in _host_list(value):
+            if name != "*" and not _HOST_NAME.fullmatch(name) and not _is_ipv6(name):
+                raise ValueError(
+                    f"{name!r} is not a host name: list names or addresses without scheme, "
+                    "path or port, separated by commas (or * for any)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_exposure(self) -> Settings:
+        if not is_loopback(self.http_host) and self.api_token is None:
+            raise ValueError(
+                f"MQTTHUB_HTTP_HOST={self.http_host!r} is not a loopback address and "
+                "MQTTHUB_API_TOKEN is not set, so anyone who reaches the port could read and "
+                "change devices: set MQTTHUB_API_TOKEN to a long random secret, or set "
+                "MQTTHUB_HTTP_HOST=127.0.0.1"
+            )
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -207,6 +244,16 @@ class Settings(BaseSettings):
         username = url.username or self.username
         password = SecretStr(url.password) if url.password else self.password
         return BrokerEndpoint(url.host, url.port, tls, username, password)
+
+    @property
+    def trusted_hosts(self) -> tuple[str, ...]:
+        """Host header names the API answers to: the loopback names, ``MQTTHUB_HTTP_HOST``
+        when it is a specific address, and ``MQTTHUB_ALLOWED_HOSTS``."""
+        names = ["127.0.0.1", "localhost", "::1"]
+        if self.http_host not in WILDCARD_HOSTS:
+            names.append(self.http_host.strip("[]").lower())
+        names.extend(_host_list(self.allowed_hosts))
+        return tuple(dict.fromkeys(names))
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -278,6 +325,28 @@ def _parse_broker_url(value: str) -> _ParsedUrl:
     return _ParsedUrl(parts.hostname, port, tls_scheme or port in TLS_PORTS, username, password)
 
 
+def _host_list(value: str) -> list[str]:
+    return [name.strip().strip("[]").lower() for name in value.split(",") if name.strip()]
+
+
+def _is_ipv6(name: str) -> bool:
+    try:
+        ipaddress.IPv6Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _mask_url(value: str) -> str:
     """Mask whatever sits between user ``:`` and ``@``, even in a malformed URL."""
     at = value.rfind("@")
@@ -340,9 +409,11 @@ def load_settings(**overrides: Any) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "settings"
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{env_name(field)}: {message}")
+        if not error["loc"]:  # a check across settings names its variables itself
+            lines.append(message)
+            continue
+        lines.append(f"{env_name(str(error['loc'][0]))}: {message}")
     return "\n".join(lines)
 
 

@@ -195,13 +195,17 @@ class Service:
                 if name
             ),
         )
-        app = create_app(store=store, runtime=runtime, api_token=settings.api_token)
+        app = create_app(
+            store=store,
+            runtime=runtime,
+            api_token=settings.api_token,
+            allowed_hosts=settings.trusted_hosts,
+            max_request_body=settings.max_request_body,
+        )
         server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
         self._install_signal_handlers()
         url = f"http://{settings.http_host}:{settings.http_port}"
         log.info("serving the API at %s (OpenAPI docs at %s/docs)", url, url)
-        if settings.http_host not in {"127.0.0.1", "localhost", "::1"} and not settings.api_token:
-            log.warning("the API listens on %s without MQTTHUB_API_TOKEN", settings.http_host)
         supervisor = self.supervisor
         supervisor.start("mqtt", transport.run())
         writer_task = supervisor.start("writer", writer.run())

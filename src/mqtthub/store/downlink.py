@@ -9,6 +9,39 @@ from sqlalchemy import Engine, insert, select, update
 
 from mqtthub.store.schema import commands, devices, tasks
 
+#: Deepest nesting of arrays and objects a command's params may have.
+MAX_PARAMS_DEPTH = 32
+#: Largest a command's params may be, as stored JSON.
+MAX_PARAMS_BYTES = 16 * 1024
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a JSON-like value (a scalar is 0).
+
+    Iterative, so a hostile value cannot exhaust the stack.
+    """
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def decode_params(text: str) -> dict[str, Any] | None:
+    """A stored command's params, or None when the row cannot be shown as an object."""
+    try:
+        params = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(params, dict) or nesting_depth(params) > MAX_PARAMS_DEPTH:
+        return None
+    return params
+
 
 def create_task(engine: Engine, row: dict[str, Any]) -> None:
     """Store a new task (state ``queued``)."""
@@ -128,7 +161,7 @@ def list_commands(engine: Engine, device_id: str, *, limit: int) -> list[dict[st
     with engine.connect() as connection:
         rows = [dict(row._mapping) for row in connection.execute(query)]
     for row in rows:
-        row["params"] = json.loads(row["params"])
+        row["params"] = decode_params(row["params"])
     return rows
 
 

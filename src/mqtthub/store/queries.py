@@ -16,6 +16,11 @@ from mqtthub.store.schema import (
     readings_1m,
 )
 
+#: What the API shows of a device: never its password hash or provisioning endpoint.
+DEVICE_COLUMNS = tuple(
+    column for column in devices.c if column.name not in {"mqtt_password_hash", "broker_endpoint"}
+)
+
 
 def list_devices(
     engine: Engine,
@@ -35,7 +40,13 @@ def list_devices(
         conditions.append(
             devices.c.id.like(pattern, escape="\\") | devices.c.name.like(pattern, escape="\\")
         )
-    query = select(devices).where(*conditions).order_by(devices.c.id).limit(limit).offset(offset)
+    query = (
+        select(*DEVICE_COLUMNS)
+        .where(*conditions)
+        .order_by(devices.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
     total_query = select(func.count()).select_from(devices).where(*conditions)
     with engine.connect() as connection:
         rows = [dict(row._mapping) for row in connection.execute(query)]
@@ -55,7 +66,7 @@ def _attach_latest(connection: Connection, rows: list[dict[str, Any]], ids: Any)
         latest_readings.c.value,
         latest_readings.c.ts,
     ).where(latest_readings.c.device_id.in_(ids.scalar_subquery()))
-    for device_id, metric, value, ts in connection.execute(query).tuples():
+    for device_id, metric, value, ts in connection.execute(query):
         by_id[device_id]["latest"][metric] = {"value": value, "ts": ts}
 
 
@@ -117,7 +128,7 @@ def count_devices(engine: Engine) -> dict[str, int]:
 def get_device(engine: Engine, device_id: str) -> dict[str, Any] | None:
     """One device with ``latest``: metric -> {value, ts}; None when unknown."""
     with engine.connect() as connection:
-        row = connection.execute(select(devices).where(devices.c.id == device_id)).first()
+        row = connection.execute(select(*DEVICE_COLUMNS).where(devices.c.id == device_id)).first()
         if row is None:
             return None
         latest = connection.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -37,7 +38,15 @@ def get_runtime(request: Request) -> Runtime:
 StoreDep = Annotated[Store, Depends(get_store)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Limit = Annotated[int, Query(ge=1, le=10000, description="at most this many items")]
-Offset = Annotated[int, Query(ge=0, description="skip this many items")]
+Offset = Annotated[int, Query(ge=0, le=10**9, description="skip this many items")]
+#: Latest time a query may name: 9999-12-31T23:59:59Z, the last second ISO 8601 can write.
+MAX_TIME = 253402300799.0
+#: A metric name as devices may send it (see mqtthub.messages).
+METRIC = r"^[A-Za-z0-9_.:-]{1,64}$"
+#: One line of text: no NUL or other control characters (PostgreSQL refuses NUL).
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+Metric = Annotated[str, Query(pattern=METRIC, description="metric name")]
+Time = Annotated[str | None, Query(max_length=64, description="epoch seconds or ISO 8601")]
 
 
 class LatestValue(BaseModel):
@@ -80,11 +89,20 @@ class DevicePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(max_length=128)] | None = None
+    name: Annotated[str, Field(max_length=128, pattern=ONE_LINE)] | None = None
     labels: (
-        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] | None
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=64, pattern=ONE_LINE)],
+                Annotated[str, Field(max_length=256, pattern=ONE_LINE)],
+            ],
+            Field(max_length=64, description="at most 64 labels"),
+        ]
+        | None
     ) = None
-    heartbeat_timeout: Annotated[float, Field(gt=0, le=30 * 86400)] | None = None
+    heartbeat_timeout: Annotated[float, Field(gt=0, le=30 * 86400, allow_inf_nan=False)] | None = (
+        None
+    )
     status: Literal["online", "offline"] | None = None
 
 
@@ -144,18 +162,28 @@ def iso(ts: float) -> str:
 
 
 def parse_time(value: str | None, name: str) -> float | None:
-    """Accept epoch seconds or ISO 8601 in query parameters."""
+    """Accept epoch seconds or ISO 8601 in query parameters, from 1970 to the year 9999.
+
+    Raises:
+        HTTPException: 422 naming the parameter for anything else (NaN and infinities too).
+    """
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(422, f"{name} must be epoch seconds or ISO 8601") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        try:
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            seconds = moment.timestamp()
+        except (ValueError, OverflowError):
+            seconds = math.nan
+    if not 0 <= seconds <= MAX_TIME:  # also false for NaN
+        raise HTTPException(
+            422, f"{name} must be epoch seconds or ISO 8601 between 1970 and the year 9999"
+        )
+    return seconds
 
 
 def _device(row: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +207,9 @@ def _checked_id(device_id: str) -> str:
 def list_devices(
     store: StoreDep,
     status: Literal["online", "offline"] | None = None,
-    q: Annotated[str | None, Query(max_length=64, description="id or name contains")] = None,
+    q: Annotated[
+        str | None, Query(max_length=64, pattern=ONE_LINE, description="id or name contains")
+    ] = None,
     latest: Annotated[bool, Query(description="include each device's latest values")] = False,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -210,9 +240,9 @@ def get_device(device_id: str, store: StoreDep) -> dict[str, Any]:
 def get_readings(
     device_id: str,
     store: StoreDep,
-    metric: str | None = None,
-    since: Annotated[str | None, Query(description="epoch seconds or ISO 8601")] = None,
-    until: Annotated[str | None, Query(description="epoch seconds or ISO 8601")] = None,
+    metric: Annotated[str | None, Query(pattern=METRIC, description="metric name")] = None,
+    since: Time = None,
+    until: Time = None,
     limit: Limit = 1000,
 ) -> list[dict[str, Any]]:
     """A device's readings, newest first."""
@@ -258,20 +288,23 @@ def get_connection(runtime: RuntimeDep) -> dict[str, Any]:
 def get_series(
     device_id: str,
     store: StoreDep,
-    metric: Annotated[str, Query(max_length=64)],
+    metric: Metric,
     since: Annotated[
-        str | None, Query(description="epoch seconds or ISO 8601; default 1 h ago")
+        str | None, Query(max_length=64, description="epoch seconds or ISO 8601; default 1 h ago")
     ] = None,
     until: Annotated[
-        str | None, Query(description="epoch seconds or ISO 8601; default now")
+        str | None, Query(max_length=64, description="epoch seconds or ISO 8601; default now")
     ] = None,
     bucket: Annotated[
-        float | None, Query(gt=0, description="seconds; default: ~500 points")
+        float | None,
+        Query(gt=0, le=MAX_TIME, allow_inf_nan=False, description="seconds; default: ~500 points"),
     ] = None,
 ) -> list[dict[str, Any]]:
     """``metric`` downsampled to min/avg/max per bucket, oldest first."""
-    end = parse_time(until, "until") or time.time()
-    start = parse_time(since, "since") or end - 3600
+    end = parse_time(until, "until")
+    end = time.time() if end is None else end
+    start = parse_time(since, "since")
+    start = max(0.0, end - 3600) if start is None else start
     if end <= start:
         raise HTTPException(422, "until must be after since")
     width = bucket or max(1.0, (end - start) / 500)
@@ -328,7 +361,10 @@ def get_stats(store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/dead-letters", response_model=list[DeadLetterOut], tags=["dead letters"])
 def get_dead_letters(
-    store: StoreDep, reason: str | None = None, limit: Limit = 100, offset: Offset = 0
+    store: StoreDep,
+    reason: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     """Rejected messages, newest first, with the reason and the raw payload."""
     rows = queries.list_dead_letters(store.engine, reason=reason, limit=limit, offset=offset)

@@ -2,68 +2,33 @@
 
 from __future__ import annotations
 
-import secrets
+import math
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from mqtthub import __version__
+from mqtthub.config import DEFAULT_MAX_REQUEST_BODY
 from mqtthub.store.database import Store
 from mqtthub.web import api, downlink, stream
+from mqtthub.web.guards import BodyLimit, HostCheck, SecurityHeaders, TokenGate
 from mqtthub.web.runtime import Runtime
 
-_bearer = HTTPBearer(auto_error=False)
 STATIC = Path(__file__).with_name("static")
 PLOTLY_JS = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "frame-ancestors 'none'"
-)
-
-
-class SecurityHeaders(BaseHTTPMiddleware):
-    """CSP without inline script, plus no sniffing and no referrer, on every response."""
-
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        """Add the headers."""
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-
-
-class TokenCheck:
-    """Dependency that requires ``Authorization: Bearer <token>`` when a token is set."""
-
-    def __init__(self, token: SecretStr | None) -> None:
-        """Check against ``token``; None lets every request through."""
-        self._expected = token.get_secret_value().encode() if token else None
-
-    def __call__(
-        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> None:
-        """Raise 401 unless the request carries the expected token."""
-        if self._expected is None:
-            return
-        given = credentials.credentials.encode() if credentials else b""
-        if not secrets.compare_digest(given, self._expected):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong API token: send Authorization: Bearer <MQTTHUB_API_TOKEN>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+# Swagger UI's files as the fastapi-offline package ships them (no CDN).
+SWAGGER_UI = Path(str(resources.files("fastapi_offline") / "static"))
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -76,27 +41,62 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -> FastAPI:
+def _error_entry(error: Any) -> dict[str, Any]:
+    entry = {"type": error["type"], "loc": list(error["loc"]), "msg": error["msg"]}
+    value = error.get("input")
+    if isinstance(value, str):
+        entry["input"] = value[:200]
+    elif isinstance(value, int | float) and math.isfinite(value) and abs(value) < 2**63:
+        entry["input"] = value
+    return entry
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with what is wrong; the input is echoed only when it is a short scalar (an
+    infinity, a NaN or a deeply nested object cannot go back as JSON)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": [_error_entry(e) for e in errors]}, status_code=422)
+
+
+def create_app(
+    *,
+    store: Store,
+    runtime: Runtime,
+    api_token: SecretStr | None,
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES,
+    max_request_body: int = DEFAULT_MAX_REQUEST_BODY,
+) -> FastAPI:
     """Build the HTTP application.
 
     Args:
         store: the database to read from.
         runtime: the live state for ``/healthz`` and ``/api/stats``.
         api_token: when set, every ``/api`` route requires ``Authorization: Bearer <token>``.
+        allowed_hosts: the names the ``Host`` header may carry (any port); ``*`` allows any.
+        max_request_body: larger request bodies are refused with 413.
     """
     app = FastAPI(
         title="mqtthub",
         version=__version__,
         description="MQTT device backend: devices, readings, dead letters and health.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.store = store
     app.state.runtime = runtime
-    token_check = [Depends(TokenCheck(api_token))]
-    app.include_router(api.router, prefix="/api", dependencies=token_check)
-    app.include_router(stream.router, prefix="/api", dependencies=token_check)
-    app.include_router(downlink.router, prefix="/api", dependencies=token_check)
+    # The token is checked by TokenGate before routing; the bearer scheme here only puts
+    # the "Authorize" button into the API docs.
+    documented = [Depends(HTTPBearer(auto_error=False))] if api_token else []
+    for router in (api.router, stream.router, downlink.router):
+        app.include_router(router, prefix="/api", dependencies=documented)
     app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    # Outermost last: headers on every answer, then Host, body size and token checks.
     app.add_middleware(GZipMiddleware, minimum_size=2048)
+    if api_token:
+        app.add_middleware(TokenGate, token=api_token.get_secret_value())
+    app.add_middleware(BodyLimit, limit=max_request_body)
+    app.add_middleware(HostCheck, allowed=allowed_hosts)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -105,10 +105,22 @@ def create_app(*, store: Store, runtime: Runtime, api_token: SecretStr | None) -
         """The dashboard (a static page that uses only the public API)."""
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        """Swagger UI for the OpenAPI document (no inline script: see static/docs.js)."""
+        return FileResponse(STATIC / "docs.html")
+
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
         """The charting library, from the installed plotly package (no CDN)."""
         return FileResponse(PLOTLY_JS, headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/vendor/swagger-ui/{name}", include_in_schema=False)
+    def swagger_ui(name: str) -> FileResponse:
+        """Swagger UI's script and style sheet, from an installed package (no CDN)."""
+        if name not in {"swagger-ui-bundle.js", "swagger-ui.css"}:
+            raise HTTPException(404, "no such file")
+        return FileResponse(SWAGGER_UI / name, headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
     def metrics() -> Response:

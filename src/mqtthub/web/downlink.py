@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from mqtthub.broker_config import hash_password, new_password, provisioning_refusal
 from mqtthub.messages import DEVICE_ID_PATTERN
 from mqtthub.store import downlink as db
-from mqtthub.web.api import Limit, Offset, RuntimeDep, StoreDep, iso
+from mqtthub.web.api import ONE_LINE, Limit, Offset, RuntimeDep, StoreDep, iso
 
 router = APIRouter()
 Recipient = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -24,8 +25,8 @@ class TaskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recipient: Recipient
-    title: Annotated[str, Field(min_length=1, max_length=200)]
-    body: Annotated[str, Field(max_length=10000)] = ""
+    title: Annotated[str, Field(min_length=1, max_length=200, pattern=ONE_LINE)]
+    body: Annotated[str, Field(max_length=10000, pattern=r"^[^\x00]*$")] = ""
     expires_in: Annotated[int, Field(gt=0, le=30 * 86400)] | None = None
 
 
@@ -50,8 +51,21 @@ class CommandIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     command: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-    params: dict[str, Any] = {}
-    timeout: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    params: dict[str, Any] = Field(
+        default={},
+        description=f"a JSON object, nested at most {db.MAX_PARAMS_DEPTH} deep, "
+        f"at most {db.MAX_PARAMS_BYTES} bytes as JSON",
+    )
+    timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] = 30.0
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if db.nesting_depth(params) > db.MAX_PARAMS_DEPTH:
+            raise ValueError(f"params nest deeper than {db.MAX_PARAMS_DEPTH} levels")
+        if len(json.dumps(params).encode()) > db.MAX_PARAMS_BYTES:
+            raise ValueError(f"params are larger than {db.MAX_PARAMS_BYTES} bytes as JSON")
+        return params
 
 
 class CommandOut(BaseModel):
@@ -60,7 +74,9 @@ class CommandOut(BaseModel):
     id: str
     device_id: str
     command: str
-    params: dict[str, Any]
+    params: dict[str, Any] | None = Field(
+        description="as sent; null when the stored value cannot be read back"
+    )
     state: Literal["sent", "replied", "timeout"]
     created_at: str
     deadline: str
@@ -121,7 +137,7 @@ async def post_task(task: TaskIn, runtime: RuntimeDep) -> dict[str, Any]:
 @router.get("/tasks", response_model=list[TaskOut], tags=["tasks"])
 def get_tasks(
     store: StoreDep,
-    recipient: str | None = None,
+    recipient: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
     state: Literal["queued", "delivered", "done", "expired"] | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -153,6 +169,8 @@ def get_commands(
     device_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[dict[str, Any]]:
     """A device's commands, newest first."""
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise HTTPException(404, "no such device")
     rows = db.list_commands(store.engine, device_id, limit=limit)
     return [_times(r, "created_at", "deadline", "replied_at") for r in rows]
 
