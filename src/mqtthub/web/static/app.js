@@ -320,14 +320,17 @@ function applyStats(stats) {
   if (state.page !== "health") return;
   $("health-queue").textContent = String(stats.queue_depth);
   $("health-db").textContent = stats.db_error ? `unavailable: ${stats.db_error}` : "ok";
-  if (previous) {
-    const seconds = (state.lastStats.at - previous.at) / 1000;
-    const rate = (key) => formatValue((stats[key] - previous[key]) / seconds);
-    $("rate-received").textContent = rate("messages_received");
-    $("rate-stored").textContent = rate("messages_stored");
-    $("rate-dead").textContent = rate("dead_letters");
-    if (stats.dead_letters !== previous.dead_letters) loadHealth().catch(showError);
-  }
+  // A rate needs two samples of the counters (/healthz has none): until then, a dash.
+  const seconds = previous ? (state.lastStats.at - previous.at) / 1000 : 0;
+  const rate = (key) => {
+    const change = seconds > 0 ? (stats[key] - previous[key]) / seconds : NaN;
+    return Number.isFinite(change) ? formatValue(change) : "–";
+  };
+  $("rate-received").textContent = rate("messages_received");
+  $("rate-stored").textContent = rate("messages_stored");
+  $("rate-dead").textContent = rate("dead_letters");
+  const counted = previous && Number.isFinite(previous.dead_letters) && Number.isFinite(stats.dead_letters);
+  if (counted && stats.dead_letters !== previous.dead_letters) loadHealth().catch(showError);
 }
 
 // ------------------------------------------------------------------ live stream
