@@ -30,7 +30,7 @@ TOKEN_REQUIRED = "missing or wrong API token: send Authorization: Bearer <MQTTHU
 async def _send_json(
     send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
