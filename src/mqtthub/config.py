@@ -291,7 +291,7 @@ class Settings(BaseSettings):
             stored = path.read_text().strip()
             if stored:
                 return stored
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(fresh + "\n")
         return fresh
 

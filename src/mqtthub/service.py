@@ -20,7 +20,7 @@ from mqtthub.downlink.service import Downlink
 from mqtthub.downlink.topics import Route
 from mqtthub.errors import MqttHubError
 from mqtthub.events import EventBus
-from mqtthub.messages import subscriptions
+from mqtthub.messages import max_packet_size, subscriptions
 from mqtthub.metrics import Metrics, Sources
 from mqtthub.pipeline import RawMessage, internal_error
 from mqtthub.presence import PresenceEngine
@@ -159,6 +159,7 @@ class Service:
             clean_start=not settings.persistent_session,
             session_expiry=settings.session_expiry if settings.persistent_session else 0,
             receive_maximum=min(65535, settings.queue_size),
+            maximum_packet_size=max_packet_size(settings.max_payload),
             backoff=Backoff(
                 base=settings.reconnect_base,
                 cap=settings.reconnect_cap,
