@@ -34,7 +34,7 @@ from typing import Any
 
 from mqtthub.config import Settings, build_ssl_context
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.client import Ack, MqttTransport
 from mqtthub.transport.history import ConnectionEvent
 
 __all__ = ["TaskListener"]
@@ -100,9 +100,16 @@ class TaskListener:
     async def _announce(self) -> None:
         self.transport.publish(f"{self._prefix}/status/{self.recipient}", b"online")
 
-    async def _on_message(
-        self, topic: str, payload: bytes, _qos: int, _retain: bool, _dup: bool
+    def _on_message(
+        self, topic: str, payload: bytes, _qos: int, _retain: bool, _dup: bool, ack: Ack | None
     ) -> None:
+        try:
+            self._take_task(topic, payload)
+        finally:
+            if ack is not None:
+                self.transport.acknowledge([ack])
+
+    def _take_task(self, topic: str, payload: bytes) -> None:
         task_id = topic.rsplit("/", 1)[-1]
         try:
             task = json.loads(payload)

@@ -17,9 +17,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mqtthub.config import Delivery, Settings, build_ssl_context
 from mqtthub.downlink import topics as downlink_topics
 from mqtthub.downlink.service import Downlink
-from mqtthub.downlink.topics import Route
+from mqtthub.downlink.topics import Route, Routed
 from mqtthub.errors import MqttHubError
 from mqtthub.events import EventBus
+from mqtthub.ingest.writer import BatchWriter
 from mqtthub.messages import max_packet_size, subscriptions
 from mqtthub.metrics import Metrics, Sources
 from mqtthub.pipeline import RawMessage, internal_error
@@ -27,11 +28,10 @@ from mqtthub.presence import PresenceEngine
 from mqtthub.stats import Stats
 from mqtthub.store import queries
 from mqtthub.store.database import Store
-from mqtthub.store.writer import BatchWriter
 from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.client import Ack, MqttTransport
 from mqtthub.transport.history import SHORT_SESSION_S, ConnectionEvent, ConnectionHistory
 from mqtthub.web.app import create_app
 from mqtthub.web.runtime import Runtime
@@ -82,7 +82,10 @@ class Service:
         """Prepare the service; nothing connects until :meth:`run`."""
         self.settings = settings
         self.stats = Stats()
-        self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=settings.queue_size)
+        # Unbounded as a container; _enqueue pauses reading at MQTTHUB_QUEUE_SIZE (a few
+        # messages already read from the socket may still arrive after the pause).
+        self.queue: asyncio.Queue[RawMessage] = asyncio.Queue()
+        self._downlink_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._stable_timer: asyncio.TimerHandle | None = None
         self._paused = False
@@ -142,6 +145,7 @@ class Service:
             batch_size=settings.batch_size,
             redelivery_window=float(max(settings.session_expiry, 3600)),
             on_taken=self._room_made,
+            acknowledge=lambda acks: self.transport.acknowledge(acks),
             events=self.events,
             metrics=metrics,
         )
@@ -252,41 +256,55 @@ class Service:
         """Ask the service to shut down (as SIGTERM does)."""
         self._stop.set()
 
-    async def _on_message(
-        self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool
+    def _on_message(
+        self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool, ack: Ack | None
     ) -> None:
+        """Take one message off the wire (on the event loop, no task of its own)."""
         self.stats.messages_received += 1
         routed = downlink_topics.route(
             topic, prefix=self.settings.topic_prefix, app_prefix=self.settings.app_prefix
         )
-        failure = None
         if routed.route is not Route.DEVICE:
             if routed.route in (Route.OWN_COMMAND, Route.OWN_TASK):
-                return
-            try:
-                await self.downlink.handle(routed, payload)
-                return
-            except (OperationalError, InterfaceError):
-                raise  # the database is down: leave the message unacknowledged at the broker
-            except Exception as exc:  # any other failure is this message's dead letter
-                log.exception("could not handle a message on %s", topic[:200])
-                failure = internal_error(exc).detail
-        ack = None
-        if qos > 0 and self.settings.delivery is Delivery.AT_LEAST_ONCE:
-            ack = asyncio.get_running_loop().create_future()
-        message = RawMessage(topic, payload, qos, retain, time.time(), ack, dup, failure)
-        if self.queue.full():
+                self._acknowledge(ack)
+            else:
+                task = asyncio.ensure_future(self._downlink_message(routed, topic, payload, ack))
+                self._downlink_tasks.add(task)
+                task.add_done_callback(self._downlink_tasks.discard)
+            return
+        if ack is not None and self.settings.delivery is Delivery.AT_MOST_ONCE:
+            self._acknowledge(ack)
+            ack = None
+        self._enqueue(RawMessage(topic, payload, qos, retain, time.time(), ack, dup))
+
+    def _enqueue(self, message: RawMessage) -> None:
+        self.queue.put_nowait(message)
+        if not self._paused and self.queue.qsize() >= self.settings.queue_size:
             # Backpressure: stop reading from the broker until the writer has taken half
             # the queue (see _room_made). QoS 1 messages stay unacknowledged at the broker;
             # nothing is dropped here.
-            if not self._paused:
-                self._paused = True
-                self.transport.pause_reading()
-            await self.queue.put(message)
-        else:
-            self.queue.put_nowait(message)
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _acknowledge(self, ack: Ack | None) -> None:
         if ack is not None:
-            await ack
+            self.transport.acknowledge([ack])
+
+    async def _downlink_message(
+        self, routed: Routed, topic: str, payload: bytes, ack: Ack | None
+    ) -> None:
+        """A receipt, reply or app status: stored, then acknowledged; a failure other than
+        a database outage becomes the message's dead letter."""
+        try:
+            await self.downlink.handle(routed, payload)
+        except (OperationalError, InterfaceError):
+            return  # the database is down: the broker redelivers it on the next session
+        except Exception as exc:
+            log.exception("could not handle a message on %s", topic[:200])
+            failure = internal_error(exc).detail
+            self._enqueue(RawMessage(topic, payload, 1, False, time.time(), ack, False, failure))
+            return
+        self._acknowledge(ack)
 
     async def _publish_stats(self, runtime: Runtime) -> None:
         """Once a second, tell dashboards the counters and the link state."""
@@ -310,7 +328,7 @@ class Service:
 
     def _room_made(self) -> None:
         """The writer took a batch: read from the broker again once half the queue is free."""
-        if self._paused and self.queue.qsize() <= self.queue.maxsize // 2:
+        if self._paused and self.queue.qsize() <= self.settings.queue_size // 2:
             self._paused = False
             self.transport.resume_reading()
 

@@ -16,8 +16,8 @@ import pytest
 
 from mqtthub.config import load_settings
 from mqtthub.errors import TaskFailedError
+from mqtthub.ingest.writer import BatchWriter
 from mqtthub.service import Service
-from mqtthub.store.writer import BatchWriter
 from support.mosquitto import MosquittoBroker, mosquitto_pub
 from support.ports import free_port
 from support.serve import wait_until

@@ -40,7 +40,7 @@ from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.messages import subscriptions
 from mqtthub.store.schema import devices
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.client import PROTOCOL_NAMES, MqttSession, MqttTransport
+from mqtthub.transport.client import PROTOCOL_NAMES, Ack, MqttSession, MqttTransport
 from mqtthub.transport.history import ConnectionEvent, ConnectionHistory
 
 NETWORK_TIMEOUT_S = 3.0
@@ -187,8 +187,12 @@ class Probe:
             connect_timeout=CONNECT_TIMEOUT_S,
         )
 
-    async def _collect(self, topic: str, payload: bytes, *_flags: object) -> None:
+    def _collect(
+        self, topic: str, payload: bytes, _qos: int, _retain: bool, _dup: bool, ack: Ack | None
+    ) -> None:
         self.messages.put_nowait((topic, payload))
+        if ack is not None:
+            self.transport.acknowledge([ack])
 
     async def connect(self) -> ConnectEvidence:
         """CONNECT with MQTT 5, then 3.1.1 unless MQTT 5 got a definite refusal."""
@@ -336,8 +340,11 @@ async def probe_stability(settings: Settings, client_id: str, seconds: float) ->
         if event.event == "disconnected":
             drops.append(event.as_dict())
 
-    async def discard(*_message: object) -> None:
-        return None
+    def discard(
+        _topic: str, _payload: bytes, _qos: int, _retain: bool, _dup: bool, ack: Ack | None
+    ) -> None:
+        if ack is not None:
+            transport.acknowledge([ack])
 
     transport = MqttTransport(
         endpoint=settings.broker,

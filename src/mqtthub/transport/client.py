@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -27,14 +28,30 @@ from mqtthub.transport.history import ConnectionEvent
 
 log = logging.getLogger("mqtthub.mqtt")
 
-#: Called for each incoming message with (topic, payload, qos, retain, dup). It returns
-#: once the message may be acknowledged to the broker (for QoS 1: after it is committed).
-MessageHandler = Callable[[str, bytes, int, bool, bool], Awaitable[None]]
+#: Called synchronously on the event loop for each incoming message with (topic, payload,
+#: qos, retain, dup, ack). ``ack`` is None for QoS 0; for QoS 1 the receiver hands it to
+#: :meth:`MqttTransport.acknowledge` once the message may be acknowledged (after commit).
+MessageHandler = Callable[[str, bytes, int, bool, bool, "Ack | None"], None]
 #: Told about every connect, refusal, failure and disconnect.
 EventHandler = Callable[[ConnectionEvent], None]
 REDIRECTS = frozenset({"use_another_server", "server_moved"})
 
 PROTOCOL_NAMES = {MQTTv50: "MQTT 5", MQTTv311: "MQTT 3.1.1"}
+#: A PUBACK with reason code 0 and no properties: the same 4 bytes in MQTT 3.1.1 and 5.
+_PUBACK = struct.Struct("!BBH")
+_PUBACK_TYPE = 0x40
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What acknowledging one QoS 1 message takes: its connection and packet id.
+
+    A message received on a connection that has since been lost is not acknowledged:
+    the broker redelivers it on the next session.
+    """
+
+    connection: _Connection
+    packet_id: int
 
 
 @dataclass(slots=True)
@@ -73,9 +90,14 @@ class _ManagedClient(gmqtt.Client):  # type: ignore[misc]
 
 
 class _Connection:
-    """One gmqtt client for one connection attempt, with events for its callbacks."""
+    """One gmqtt client for one connection attempt, with events for its callbacks.
 
-    def __init__(self, client: _ManagedClient) -> None:
+    Incoming messages bypass gmqtt's per-message asyncio task: they go straight to
+    ``on_publish`` (synchronously), and QoS 1 acknowledgements are written in batches by
+    :meth:`send_pubacks` once the receiver has committed them.
+    """
+
+    def __init__(self, client: _ManagedClient, on_publish: MessageHandler | None = None) -> None:
         self.client = client
         self.lost = asyncio.Event()
         self.lost_reason: int | None = None
@@ -102,6 +124,28 @@ class _Connection:
             handle_puback(cmd, packet)
 
         handler._handle_puback_packet = capture_puback
+        if on_publish is not None:
+            self._take_publishes(on_publish)
+
+    def _take_publishes(self, on_publish: MessageHandler) -> None:
+        def qos0(_client: Any, topic: str, payload: bytes, qos: int, props: dict[str, Any]) -> None:
+            on_publish(topic, payload, qos, bool(props["retain"]), bool(props["dup"]), None)
+
+        def qos1(packet_id: int, payload: bytes, topic: str, props: dict[str, Any]) -> None:
+            ack = Ack(self, packet_id)
+            on_publish(topic, payload, 1, bool(props["retain"]), bool(props["dup"]), ack)
+
+        # A plain function as on_message: gmqtt calls it directly for QoS 0, no task.
+        self.client.on_message = qos0
+        self.client._package_handler._handle_qos_1_publish_packet = qos1
+
+    def send_pubacks(self, packet_ids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages of this connection, in one write."""
+        connection = getattr(self.client, "_connection", None)
+        if connection is None or self.lost.is_set():
+            return
+        data = b"".join(_PUBACK.pack(_PUBACK_TYPE, 2, packet_id) for packet_id in packet_ids)
+        connection._protocol.write_data(data)
 
     def _reference(self, properties: bytes) -> str | None:
         with contextlib.suppress(Exception):
@@ -207,7 +251,8 @@ class MqttTransport:
             ssl_context: TLS settings, or None for a plain connection.
             client_id: the MQTT client id.
             topics: topic filters to subscribe to at QoS 1.
-            handler: receives each message; its return allows the acknowledgement.
+            handler: receives each message on the event loop; QoS 1 messages are
+                acknowledged when their ``ack`` is passed to :meth:`acknowledge`.
             keepalive: MQTT keepalive in seconds.
             clean_start: start a fresh session (False resumes a persistent one).
             session_expiry: MQTT 5 session expiry interval in seconds.
@@ -274,6 +319,15 @@ class MqttTransport:
             properties["message_expiry_interval"] = expiry
         self._current.client.publish(topic, payload, qos=1, retain=retain, **properties)
         return True
+
+    def acknowledge(self, acks: Sequence[Ack]) -> None:
+        """Send the PUBACKs of committed QoS 1 messages (those of a lost connection are
+        dropped: the broker redelivers them)."""
+        by_connection: dict[_Connection, list[int]] = {}
+        for ack in acks:
+            by_connection.setdefault(ack.connection, []).append(ack.packet_id)
+        for connection, packet_ids in by_connection.items():
+            connection.send_pubacks(packet_ids)
 
     async def open(self, version: int) -> MqttSession:
         """Make one connection attempt with ``version`` (MQTTv50 or MQTTv311), no retries.
@@ -405,7 +459,7 @@ class MqttTransport:
             PROTOCOL_NAMES[version],
             self.client_id,
         )
-        connection = _Connection(self._new_client(version))
+        connection = _Connection(self._new_client(version), self._handler)
         connect = asyncio.ensure_future(
             connection.client.connect(
                 self.endpoint.host,
@@ -475,21 +529,7 @@ class MqttTransport:
         if self.endpoint.username:
             password = self.endpoint.password.get_secret_value() if self.endpoint.password else None
             client.set_auth_credentials(self.endpoint.username, password)
-        client.on_message = self._on_message
         return client
-
-    async def _on_message(
-        self, _client: Any, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
-    ) -> int:
-        retain, dup = bool(properties.get("retain")), bool(properties.get("dup"))
-        try:
-            await self._handler(topic, payload, qos, retain, dup)
-        except asyncio.CancelledError:
-            if not self._closing.is_set():
-                raise
-            # Shutting down: the connection is closed, so no acknowledgement can leave;
-            # the broker redelivers this message to the next session.
-        return 0
 
     async def _subscribe(self, connection: _Connection) -> None:
         if not self._topics:

@@ -50,13 +50,15 @@ class BatchWriter:
         batch_size: int,
         redelivery_window: float,
         on_taken: Callable[[], None] | None = None,
+        acknowledge: Callable[[list[Any]], None] | None = None,
         events: EventBus | None = None,
         recent: RecentMessages | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`.
 
-        ``on_taken`` is called each time a batch was taken off the queue (backpressure).
+        ``on_taken`` is called each time a batch was taken off the queue (backpressure);
+        ``acknowledge`` receives the ``ack`` handles of each committed batch's messages.
         """
         self.store = store
         self.queue = queue
@@ -69,6 +71,7 @@ class BatchWriter:
         self._batch_size = batch_size
         self._redelivery_window = redelivery_window
         self._on_taken = on_taken or (lambda: None)
+        self._acknowledge = acknowledge or (lambda _acks: None)
         self._stopping = False
         self.events = events or EventBus()
         self.recent = recent or RecentMessages()
@@ -157,9 +160,7 @@ class BatchWriter:
         else:
             self._database_up()
             self._account(batch, time.perf_counter() - started)
-        for message in messages:
-            if message.ack is not None and not message.ack.done():
-                message.ack.set_result(None)
+        self._acknowledge([message.ack for message in messages if message.ack is not None])
 
     async def _commit_alone(self, message: RawMessage) -> None:
         """Write one message; if even that fails, keep it as a dead letter saying why."""
