@@ -65,18 +65,25 @@ class RecentMessages:
     def __init__(self, per_device: int = RECENT_MESSAGES) -> None:
         """Keep ``per_device`` messages per device."""
         self._per_device = per_device
-        self._messages: dict[str, deque[dict[str, Any]]] = {}
+        self._messages: dict[str, deque[tuple[float, str, bytes]]] = {}
 
-    def add(self, device_id: str, message: dict[str, Any]) -> None:
-        """Remember one message."""
+    def add(self, device_id: str, received_at: float, topic: str, payload: bytes) -> None:
+        """Remember one message (as received: it is decoded only when asked for)."""
         recent = self._messages.get(device_id)
         if recent is None:
             recent = self._messages[device_id] = deque(maxlen=self._per_device)
-        recent.append(message)
+        recent.append((received_at, topic, payload))
 
     def of(self, device_id: str) -> list[dict[str, Any]]:
-        """A device's recent messages, newest first."""
-        return list(reversed(self._messages.get(device_id, ())))
+        """A device's recent messages, newest first; payloads as text (at most 2 KiB)."""
+        return [
+            {
+                "received_at": received_at,
+                "topic": topic,
+                "payload": payload[:2048].decode("utf-8", errors="replace"),
+            }
+            for received_at, topic, payload in reversed(self._messages.get(device_id, ()))
+        ]
 
     def forget(self, device_id: str) -> None:
         """Drop a deleted device's messages."""

@@ -35,6 +35,9 @@ class Routed:
     item: str = ""  # command id or task id
 
 
+_TELEMETRY = Routed(Route.DEVICE)
+
+
 def route(topic: str, *, prefix: str, app_prefix: str) -> Routed:
     """Classify ``topic``; anything not downlink is device telemetry."""
     levels = topic.split("/")
@@ -52,7 +55,7 @@ def route(topic: str, *, prefix: str, app_prefix: str) -> Routed:
             return Routed(Route.OWN_COMMAND, rest[0])
         if len(rest) == 4 and rest[1] == "command" and rest[3] == "reply":
             return Routed(Route.COMMAND_REPLY, rest[0], rest[2])
-    return Routed(Route.DEVICE)
+    return _TELEMETRY
 
 
 def subscriptions(prefix: str, app_prefix: str) -> tuple[str, ...]:

@@ -245,20 +245,18 @@ class BatchWriter:
         self._publish(batch)
 
     def _publish(self, batch: Batch) -> None:
-        """Tell dashboards what changed and remember recent raw messages."""
+        """Remember recent raw messages and, if a dashboard listens, tell it what changed."""
+        recent = self.recent
+        for raw, message in batch.accepted:
+            recent.add(message.device_id, raw.received_at, raw.topic, raw.payload)
+        if self.events.subscribers:
+            self._publish_events(batch)
+
+    def _publish_events(self, batch: Batch) -> None:
         latest: dict[str, dict[str, dict[str, float]]] = {}
         for device_id, metric, ts, value in batch.readings:
             latest.setdefault(device_id, {})[metric] = {"value": value, "ts": ts}
         reasons = {t.device_id: str(t.reason) for t in batch.transitions}
-        for raw, message in batch.accepted:
-            self.recent.add(
-                message.device_id,
-                {
-                    "received_at": raw.received_at,
-                    "topic": raw.topic,
-                    "payload": raw.payload[:2048].decode("utf-8", errors="replace"),
-                },
-            )
         for device_id, update in batch.devices.items():
             event: dict[str, Any] = {
                 "id": device_id,

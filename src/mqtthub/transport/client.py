@@ -15,7 +15,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
@@ -42,8 +42,7 @@ _PUBACK = struct.Struct("!BBH")
 _PUBACK_TYPE = 0x40
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     """What acknowledging one QoS 1 message takes: its connection and packet id.
 
     A message received on a connection that has since been lost is not acknowledged:
@@ -97,8 +96,11 @@ class _Connection:
     :meth:`send_pubacks` once the receiver has committed them.
     """
 
-    def __init__(self, client: _ManagedClient, on_publish: MessageHandler | None = None) -> None:
+    def __init__(
+        self, client: _ManagedClient, version: int, on_publish: MessageHandler | None = None
+    ) -> None:
         self.client = client
+        self.version = version
         self.lost = asyncio.Event()
         self.lost_reason: int | None = None
         self.server_reference: str | None = None
@@ -128,16 +130,42 @@ class _Connection:
             self._take_publishes(on_publish)
 
     def _take_publishes(self, on_publish: MessageHandler) -> None:
-        def qos0(_client: Any, topic: str, payload: bytes, qos: int, props: dict[str, Any]) -> None:
-            on_publish(topic, payload, qos, bool(props["retain"]), bool(props["dup"]), None)
+        """Read PUBLISH packets ourselves: the fields we need, no property objects, no task."""
+        handler = self.client._package_handler
+        gmqtt_publish = handler._handle_publish_packet
+        has_properties = self.version == MQTTv50
 
-        def qos1(packet_id: int, payload: bytes, topic: str, props: dict[str, Any]) -> None:
-            ack = Ack(self, packet_id)
-            on_publish(topic, payload, 1, bool(props["retain"]), bool(props["dup"]), ack)
+        def handle_publish(header: int, packet: bytes) -> None:
+            qos = (header >> 1) & 0x03
+            end = 2 + int.from_bytes(packet[:2], "big")
+            topic = packet[2:end]
+            if not topic or qos > 1:  # a topic alias or QoS 2: never asked for; gmqtt's way
+                gmqtt_publish(header, packet)
+                return
+            packet_id = None
+            if qos:
+                packet_id = int.from_bytes(packet[end : end + 2], "big")
+                end += 2
+            if has_properties:  # skip them: mqtthub uses none of a PUBLISH's properties
+                length, shift = 0, 0
+                while True:
+                    byte = packet[end]
+                    end += 1
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if byte < 0x80:
+                        break
+                end += length
+            on_publish(
+                topic.decode("utf-8", errors="replace"),
+                packet[end:],
+                qos,
+                bool(header & 0x01),
+                bool(header & 0x08),
+                None if packet_id is None else Ack(self, packet_id),
+            )
 
-        # A plain function as on_message: gmqtt calls it directly for QoS 0, no task.
-        self.client.on_message = qos0
-        self.client._package_handler._handle_qos_1_publish_packet = qos1
+        handler._handle_publish_packet = handle_publish
 
     def send_pubacks(self, packet_ids: Sequence[int]) -> None:
         """Acknowledge QoS 1 messages of this connection, in one write."""
@@ -459,7 +487,7 @@ class MqttTransport:
             PROTOCOL_NAMES[version],
             self.client_id,
         )
-        connection = _Connection(self._new_client(version), self._handler)
+        connection = _Connection(self._new_client(version), version, self._handler)
         connect = asyncio.ensure_future(
             connection.client.connect(
                 self.endpoint.host,
