@@ -30,8 +30,8 @@ class RawMessage:
         qos: the delivery QoS.
         retain: True when the broker delivered it from its retained store.
         received_at: server receive time, epoch seconds.
-        ack: the transport's handle for acknowledging the message, handed back to it once
-            the message's batch is committed (None for QoS 0 messages, which need none).
+        ack: resolved once the message's batch is committed; the transport then sends
+            the acknowledgement (None for QoS 0 messages that need none).
         dup: True when the broker marks this as a redelivery of an earlier attempt.
         failure: set when handling the message already failed before the writer
             (e.g. a receipt that raised); it becomes an ``internal_error`` dead letter.
