@@ -6,7 +6,9 @@ Every error mqtthub raises derives from one root, so callers can catch them all:
     ├── ConfigError          bad settings; the message names the variable (exit status 2)
     ├── BrokerError          the MQTT broker could not be reached or refused us
     │   └── ConnectRefusedError   CONNACK with a failure reason code
-    ├── StoreError           the database could not be opened, migrated or written
+    ├── StoreError           the database could not be opened, migrated, read or written
+    │   ├── StoreUnavailableError   the database cannot be reached now (retry; HTTP 503)
+    │   └── StoreConflictError      a unique key is already taken
     └── TaskFailedError      one of serve's long-running tasks ended unexpectedly (exit 1)
 """
 
@@ -46,7 +48,15 @@ class ConnectRefusedError(BrokerError):
 
 
 class StoreError(MqttHubError):
-    """The database could not be opened, migrated or written."""
+    """The database could not be opened, migrated, read or written."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached now; the same operation may succeed later."""
+
+
+class StoreConflictError(StoreError):
+    """The database refused a row because a unique key is already taken."""
 
 
 class TaskFailedError(MqttHubError):

@@ -12,13 +12,12 @@ from collections.abc import Generator
 from typing import Any
 
 import uvicorn
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mqtthub.config import Delivery, Settings, build_ssl_context
 from mqtthub.downlink import topics as downlink_topics
 from mqtthub.downlink.service import Downlink
 from mqtthub.downlink.topics import Route, Routed
-from mqtthub.errors import MqttHubError
+from mqtthub.errors import MqttHubError, StoreUnavailableError
 from mqtthub.events import EventBus
 from mqtthub.ingest.writer import BatchWriter
 from mqtthub.messages import max_packet_size, subscriptions
@@ -27,7 +26,7 @@ from mqtthub.pipeline import RawMessage, internal_error
 from mqtthub.presence import PresenceEngine
 from mqtthub.stats import Stats
 from mqtthub.store import queries
-from mqtthub.store.database import Store
+from mqtthub.store.database import Store, record_connection_event
 from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
@@ -85,7 +84,7 @@ class Service:
         # Unbounded as a container; _enqueue pauses reading at MQTTHUB_QUEUE_SIZE (a few
         # messages already read from the socket may still arrive after the pause).
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue()
-        self._downlink_tasks: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Future[None]] = set()  # receipts, connection events
         self._stop = asyncio.Event()
         self._stable_timer: asyncio.TimerHandle | None = None
         self._paused = False
@@ -128,7 +127,7 @@ class Service:
                 queue_depth=self.queue.qsize,
                 connected=lambda: transport.state.connected,
                 reconnects=lambda: dict(self.history.counts),
-                devices_by_status=lambda: queries.count_devices(store.engine),
+                devices_by_status=lambda: store.read(queries.count_devices),
             )
         )
         writer = BatchWriter(
@@ -150,6 +149,7 @@ class Service:
             metrics=metrics,
         )
         await writer.load()
+        self._writer = writer
         self.transport = transport = MqttTransport(
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
@@ -169,11 +169,11 @@ class Service:
                 cap=settings.reconnect_cap,
                 stable_after=settings.keepalive,
             ),
-            on_event=lambda event: self._on_connection_event(store, event),
+            on_event=self._on_connection_event,
             mqtt_version=settings.mqtt_version,
         )
         self.downlink = Downlink(
-            store=store,
+            execute_write=writer.execute_write,
             transport=transport,
             events=self.events,
             prefix=settings.topic_prefix,
@@ -190,6 +190,7 @@ class Service:
             recent=writer.recent,
             forget_device=writer.forget,
             configure_device=writer.configure,
+            execute_write=writer.execute_write,
             metrics_registry=metrics.registry,
             downlink=self.downlink,
             device_endpoint=settings.device_endpoint,
@@ -269,8 +270,8 @@ class Service:
                 self._acknowledge(ack)
             else:
                 task = asyncio.ensure_future(self._downlink_message(routed, topic, payload, ack))
-                self._downlink_tasks.add(task)
-                task.add_done_callback(self._downlink_tasks.discard)
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
             return
         if ack is not None and self.settings.delivery is Delivery.AT_MOST_ONCE:
             self._acknowledge(ack)
@@ -297,7 +298,7 @@ class Service:
         a database outage becomes the message's dead letter."""
         try:
             await self.downlink.handle(routed, payload)
-        except (OperationalError, InterfaceError):
+        except StoreUnavailableError:
             return  # the database is down: the broker redelivers it on the next session
         except Exception as exc:
             log.exception("could not handle a message on %s", topic[:200])
@@ -332,7 +333,7 @@ class Service:
             self._paused = False
             self.transport.resume_reading()
 
-    def _on_connection_event(self, store: Store, event: ConnectionEvent) -> None:
+    def _on_connection_event(self, event: ConnectionEvent) -> None:
         if self._stable_timer is not None:
             self._stable_timer.cancel()
             self._stable_timer = None
@@ -349,5 +350,7 @@ class Service:
             log.error("%s: %s [evidence: %s]", diagnosis.reason, diagnosis.message, evidence)
         self.events.publish("connection", event.as_dict())
         row = {**event.as_dict(), "client_id": self.history.client_id}
-        task = asyncio.get_running_loop().run_in_executor(None, store.record_connection_event, row)
+        task = asyncio.ensure_future(self._writer.execute_write(record_connection_event, row))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
         task.add_done_callback(_log_failure)

@@ -25,7 +25,13 @@ BASE_URL = "http://127.0.0.1:8000"
 
 
 def simple_runtime() -> Runtime:
-    """Live state of a service that is connected and idle; PATCH/DELETE find no device."""
+    """Live state of a service that is connected and idle; PATCH/DELETE find no device.
+
+    It writes nothing until :func:`in_process_api` binds it to a store.
+    """
+
+    async def execute_write(_operation: Any, /, *_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("no store: use in_process_api() for writes")
 
     async def forget(_device_id: str) -> bool:
         return False
@@ -45,6 +51,7 @@ def simple_runtime() -> Runtime:
         recent=RecentMessages(),
         forget_device=forget,
         configure_device=configure,
+        execute_write=execute_write,
     )
 
 
@@ -78,14 +85,20 @@ def in_process_api(
 
     Args:
         tmp_path: where the database file goes.
-        runtime: the live state to report; :func:`simple_runtime` by default.
+        runtime: the live state to report; :func:`simple_runtime` by default. Its writes
+            are bound to the new store.
         app_options: further keyword arguments of ``create_app`` (``api_token`` is None
             unless given).
     """
     store = Store.open(f"sqlite:///{tmp_path / 'api.db'}")
-    app = create_app(
-        store=store, runtime=runtime or simple_runtime(), **{"api_token": None, **app_options}
-    )
+    runtime = runtime or simple_runtime()
+
+    async def execute_write(operation: Any, /, *args: Any, **kwargs: Any) -> Any:
+        # A stand-in for the service's single writer: the same store operations, one thread.
+        return await asyncio.to_thread(store.read, operation, *args, **kwargs)
+
+    runtime.execute_write = execute_write
+    app = create_app(store=store, runtime=runtime, **{"api_token": None, **app_options})
     with asyncio.Runner() as runner:
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
         try:

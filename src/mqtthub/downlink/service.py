@@ -10,12 +10,12 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mqtthub.downlink.topics import Route, Routed, command_topic, task_topic
+from mqtthub.errors import StoreUnavailableError
 from mqtthub.events import EventBus
+from mqtthub.ingest.writer import ExecuteWrite
 from mqtthub.store import downlink as db
-from mqtthub.store.database import Store
 from mqtthub.transport.client import MqttTransport
 
 log = logging.getLogger("mqtthub.downlink")
@@ -28,14 +28,15 @@ class Downlink:
     def __init__(
         self,
         *,
-        store: Store,
+        execute_write: ExecuteWrite,
         transport: MqttTransport,
         events: EventBus,
         prefix: str,
         app_prefix: str,
     ) -> None:
-        """Wire to the store and the connection; :meth:`run` times out and expires."""
-        self.store = store
+        """Write through the single writer (``execute_write``), publish through
+        ``transport``; :meth:`run` times out and expires."""
+        self._write = execute_write
         self.transport = transport
         self.events = events
         self.prefix = prefix
@@ -54,9 +55,9 @@ class Downlink:
             "created_at": now,
             "expires_at": now + expires_in if expires_in else None,
         }
-        await asyncio.to_thread(db.create_task, self.store.engine, row)
+        await self._write(db.create_task, row)
         await self._publish_task({**row, "state": "queued"})
-        task = await asyncio.to_thread(db.get_task, self.store.engine, row["id"])
+        task = await self._write(db.get_task, row["id"])
         assert task is not None
         return task
 
@@ -73,7 +74,7 @@ class Downlink:
             expiry = max(1, int(task["expires_at"] - time.time()))
         topic = task_topic(self.app_prefix, task["recipient"], task["id"])
         if self.transport.publish(topic, json.dumps(payload).encode(), expiry=expiry):
-            await asyncio.to_thread(db.count_publish, self.store.engine, task["id"])
+            await self._write(db.count_publish, task["id"])
         else:
             log.warning("task %s queued: not connected to the broker now", task["id"])
 
@@ -90,7 +91,7 @@ class Downlink:
             "created_at": now,
             "deadline": now + reply_within,
         }
-        await asyncio.to_thread(db.create_command, self.store.engine, row)
+        await self._write(db.create_command, row)
         payload = {"command_id": row["id"], "command": command, "params": params}
         if not self.transport.publish(
             command_topic(self.prefix, device_id), json.dumps(payload).encode()
@@ -103,22 +104,18 @@ class Downlink:
         now = time.time()
         if routed.route is Route.TASK_RECEIPT:
             state = _receipt_state(payload)
-            if await asyncio.to_thread(
-                db.receipt, self.store.engine, routed.subject, routed.item, state, now
-            ):
+            if await self._write(db.receipt, routed.subject, routed.item, state, now):
                 self.events.publish("task", {"id": routed.item, "state": state})
         elif routed.route is Route.COMMAND_REPLY:
             body = payload[:4096].decode("utf-8", errors="replace")
-            if await asyncio.to_thread(
-                db.reply, self.store.engine, routed.subject, routed.item, body, now
-            ):
+            if await self._write(db.reply, routed.subject, routed.item, body, now):
                 self.events.publish("command", {"id": routed.item, "state": "replied"})
         elif routed.route is Route.APP_STATUS and payload.strip().lower() == b"online":
             await self._republish(routed.subject, now)
 
     async def _republish(self, recipient: str, now: float) -> None:
         """An app came online: send what it missed (it ignores task ids it has seen)."""
-        for task in await asyncio.to_thread(db.pending_tasks, self.store.engine, recipient, now):
+        for task in await self._write(db.pending_tasks, recipient, now):
             await self._publish_task(task)
 
     async def run(self) -> None:
@@ -127,9 +124,9 @@ class Downlink:
             await asyncio.sleep(1.0)
             now = time.time()
             try:
-                await asyncio.to_thread(db.expire_tasks, self.store.engine, now)
-                await asyncio.to_thread(db.time_out_commands, self.store.engine, now)
-            except (OperationalError, InterfaceError) as exc:
+                await self._write(db.expire_tasks, now)
+                await self._write(db.time_out_commands, now)
+            except StoreUnavailableError as exc:
                 # The database is down: the writer reports that; try again next second.
                 # Anything else is a bug and ends this task (the service is supervised).
                 log.debug("downlink housekeeping failed: %s", exc)

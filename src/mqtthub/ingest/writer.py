@@ -10,14 +10,16 @@ acknowledged, so the bounded queue fills and the broker holds the rest.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy import Engine
 
+from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.events import EventBus, RecentMessages
 from mqtthub.logutil import RateLimitedLog
 from mqtthub.messages import Accepted, Reason, Rejected, Status
@@ -26,12 +28,24 @@ from mqtthub.pipeline import Batch, Parsed, RawMessage, build_batch, internal_er
 from mqtthub.presence import PresenceEngine, Transition
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
+from mqtthub.store.errors import translated
 
 log = logging.getLogger("mqtthub.writer")
 presence_log = logging.getLogger("mqtthub.presence")
 RETRY_CAP_S = 5.0
 TICK_S = 0.25
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class ExecuteWrite(Protocol):
+    """``BatchWriter.execute_write`` as others hold it."""
+
+    def __call__(
+        self, operation: Callable[Concatenate[Engine, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Awaitable[T]:
+        """Run ``operation(engine, *args, **kwargs)`` in the writer's thread."""
+        ...
 
 
 class BatchWriter:
@@ -128,7 +142,25 @@ class BatchWriter:
         self._on_taken()
 
     async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        """Run ``function`` in the writer's thread, database errors as ``StoreError``."""
+
+        def run() -> T:
+            with translated():
+                return function(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    async def execute_write(
+        self, operation: Callable[Concatenate[Engine, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``operation(engine, ...)`` in the writer's thread: every write of the service
+        (tasks, receipts, commands, provisioning, connection events) goes through here, one
+        at a time, between ingest batches.
+
+        Raises:
+            StoreError: the database failed (``StoreUnavailableError`` while it is down).
+        """
+        return await self._in_thread(functools.partial(self.store.read, operation, *args, **kwargs))
 
     async def _retrying(self, function: Callable[..., T], *args: object) -> T:
         """Run ``function`` in the writer thread until the database takes it."""
@@ -136,7 +168,7 @@ class BatchWriter:
         while True:
             try:
                 return await self._in_thread(function, *args)
-            except (OperationalError, InterfaceError) as exc:
+            except StoreUnavailableError as exc:
                 self._database_down(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP_S)
@@ -170,8 +202,8 @@ class BatchWriter:
             await self._retrying(self.store.write, batch)
         except Exception as exc:
             rejection = (
-                Rejected(Reason.STORE_REJECTED, _first_line(exc))
-                if isinstance(exc, SQLAlchemyError)
+                Rejected(Reason.STORE_REJECTED, str(exc))
+                if isinstance(exc, StoreError)
                 else internal_error(exc)
             )
             batch = build_batch([Parsed(message, rejection)], presence=PresenceEngine())
@@ -216,8 +248,8 @@ class BatchWriter:
             self._database_up()
             self._log_transitions(transitions)
 
-    def _database_down(self, exc: DBAPIError) -> None:
-        reason = _first_line(exc)
+    def _database_down(self, exc: StoreUnavailableError) -> None:
+        reason = str(exc)
         if self.db_error is None:
             log.error(
                 "database unavailable: %s; holding %d queued messages unacknowledged, retrying",
@@ -326,7 +358,3 @@ class BatchWriter:
                 change.reason,
                 f": {change.detail}" if change.detail else "",
             )
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]

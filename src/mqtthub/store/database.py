@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -36,6 +36,7 @@ from mqtthub.errors import StoreError
 from mqtthub.messages import Reading, Status
 from mqtthub.pipeline import Batch, DeadLetter, DeviceUpdate
 from mqtthub.presence import DeviceState, Transition
+from mqtthub.store.errors import translated
 from mqtthub.store.schema import (
     connection_events,
     dead_letters,
@@ -48,6 +49,8 @@ from mqtthub.store.schema import readings as readings_table
 
 log = logging.getLogger("mqtthub.store")
 MIGRATIONS = Path(__file__).with_name("migrations")
+P = ParamSpec("P")
+T = TypeVar("T")
 # Column order of Batch.readings tuples.
 READING_COLUMNS = ("device_id", "metric", "ts", "value")
 
@@ -123,9 +126,26 @@ class Store:
         self.engine.dispose()
 
     def ping(self) -> None:
-        """Run a trivial query; raises ``SQLAlchemyError`` when the database is unreachable."""
-        with self.engine.connect() as connection:
+        """Run a trivial query.
+
+        Raises:
+            StoreError: the database does not answer (``StoreUnavailableError``) or fails.
+        """
+        with translated(), self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    def read(
+        self, query: Callable[Concatenate[Engine, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``query(engine, ...)`` (a function of ``store.queries`` or ``store.downlink``).
+
+        The web layer reads only through here; the writer runs its operations the same way.
+
+        Raises:
+            StoreError: the database failed; ``StoreUnavailableError`` when unreachable.
+        """
+        with translated():
+            return query(self.engine, *args, **kwargs)
 
     def registered(self, device_ids: Iterable[str]) -> set[str]:
         """Which of ``device_ids`` exist in the registry."""
@@ -270,11 +290,6 @@ class Store:
                 for t in transitions
             ],
         )
-
-    def record_connection_event(self, event: dict[str, Any]) -> None:
-        """Store one connection event (connected, disconnected, refused)."""
-        with self.engine.begin() as connection:
-            connection.execute(connection_events.insert(), [event])
 
     def presence_states(self) -> dict[str, DeviceState]:
         """Every device's stored presence, to seed the presence engine at start-up."""
@@ -445,3 +460,9 @@ def _minute_groups(rows: list[tuple[str, str, float, float]]) -> list[dict[str, 
 
 def _short(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+def record_connection_event(engine: Engine, event: dict[str, Any]) -> None:
+    """Store one connection event (connected, disconnected, refused)."""
+    with engine.begin() as connection:
+        connection.execute(connection_events.insert(), [event])

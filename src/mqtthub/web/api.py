@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
+from mqtthub.errors import StoreError
 from mqtthub.messages import DEVICE_ID_PATTERN, Status
 from mqtthub.store import queries
 from mqtthub.store.database import Store
@@ -215,8 +216,13 @@ def list_devices(
     offset: Offset = 0,
 ) -> Response:
     """Devices ordered by id; filter by ``status`` and ``q``. ``X-Total-Count`` has the total."""
-    rows, total = queries.list_devices(
-        store.engine, status=status, search=q, limit=limit, offset=offset, with_latest=latest
+    rows, total = store.read(
+        queries.list_devices,
+        status=status,
+        search=q,
+        limit=limit,
+        offset=offset,
+        with_latest=latest,
     )
     # Serialised directly: validating 5,000 devices against the model costs more than the
     # query (the model above still documents the shape in OpenAPI).
@@ -230,7 +236,7 @@ def list_devices(
 @router.get("/devices/{device_id}", response_model=DeviceDetail, tags=["devices"])
 def get_device(device_id: str, store: StoreDep) -> dict[str, Any]:
     """One device: status, first and last seen, and ``latest`` value per metric."""
-    row = queries.get_device(store.engine, _checked_id(device_id))
+    row = store.read(queries.get_device, _checked_id(device_id))
     if row is None:
         raise HTTPException(404, "no such device")
     return _device(row)
@@ -246,8 +252,8 @@ def get_readings(
     limit: Limit = 1000,
 ) -> list[dict[str, Any]]:
     """A device's readings, newest first."""
-    rows = queries.device_readings(
-        store.engine,
+    rows = store.read(
+        queries.device_readings,
         _checked_id(device_id),
         metric=metric,
         since=parse_time(since, "since"),
@@ -262,9 +268,9 @@ def get_device_events(
     device_id: str, store: StoreDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[dict[str, Any]]:
     """A device's presence transitions (online/offline with the reason), newest first."""
-    if queries.get_device(store.engine, _checked_id(device_id)) is None:
+    if store.read(queries.get_device, _checked_id(device_id)) is None:
         raise HTTPException(404, "no such device")
-    rows = queries.device_events(store.engine, device_id, limit=limit, offset=offset)
+    rows = store.read(queries.device_events, device_id, limit=limit, offset=offset)
     for row in rows:
         row["at"] = iso(row["at"])
     return rows
@@ -310,8 +316,13 @@ def get_series(
     width = bucket or max(1.0, (end - start) / 500)
     if (end - start) / width > 20000:
         raise HTTPException(422, "too many buckets: choose a larger bucket")
-    rows = queries.device_series(
-        store.engine, _checked_id(device_id), metric=metric, since=start, until=end, bucket=width
+    rows = store.read(
+        queries.device_series,
+        _checked_id(device_id),
+        metric=metric,
+        since=start,
+        until=end,
+        bucket=width,
     )
     for row in rows:
         row["ts"] = iso(row["ts"])
@@ -344,7 +355,7 @@ async def patch_device(
     status = Status(patch.status) if patch.status else None
     if not await runtime.configure_device(_checked_id(device_id), values, status):
         raise HTTPException(404, "no such device")
-    return get_device(device_id, store)
+    return await run_in_threadpool(get_device, device_id, store)  # off the event loop
 
 
 @router.get("/stats", tags=["health"])
@@ -353,8 +364,8 @@ def get_stats(store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
     stats = runtime.stats.as_dict()
     stats["queue_depth"] = runtime.queue_depth()
     try:
-        stats["devices"] = queries.count_devices(store.engine)
-    except SQLAlchemyError:
+        stats["devices"] = store.read(queries.count_devices)
+    except StoreError:
         stats["devices"] = None  # the counters above still help while the database is down
     return stats
 
@@ -367,7 +378,7 @@ def get_dead_letters(
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     """Rejected messages, newest first, with the reason and the raw payload."""
-    rows = queries.list_dead_letters(store.engine, reason=reason, limit=limit, offset=offset)
+    rows = store.read(queries.list_dead_letters, reason=reason, limit=limit, offset=offset)
     out = []
     for row in rows:
         payload = bytes(row.pop("payload"))

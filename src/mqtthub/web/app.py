@@ -15,10 +15,10 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from mqtthub import __version__
 from mqtthub.config import DEFAULT_MAX_REQUEST_BODY
+from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.store.database import Store
 from mqtthub.web import api, downlink, stream
 from mqtthub.web.guards import BodyLimit, HostCheck, SecurityHeaders, TokenGate
@@ -33,10 +33,9 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     """A read that fails because the database is down is a 503 that says so, not a 500."""
-    unavailable = isinstance(exc, OperationalError | InterfaceError)
-    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    unavailable = isinstance(exc, StoreUnavailableError)
     return JSONResponse(
-        {"detail": f"database {'unavailable' if unavailable else 'error'}: {message}"},
+        {"detail": f"database {'unavailable' if unavailable else 'error'}: {exc}"},
         status_code=503 if unavailable else 500,
     )
 
@@ -89,7 +88,7 @@ def create_app(
     documented = [Depends(HTTPBearer(auto_error=False))] if api_token else []
     for router in (api.router, stream.router, downlink.router):
         app.include_router(router, prefix="/api", dependencies=documented)
-    app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(StoreError, _database_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     # Outermost last: headers on every answer, then Host, body size and token checks.
     app.add_middleware(GZipMiddleware, minimum_size=2048)
@@ -141,8 +140,8 @@ def create_app(
         if db_error is None:
             try:
                 store.ping()
-            except SQLAlchemyError as exc:
-                db_error = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            except StoreError as exc:
+                db_error = str(exc)
         body: dict[str, object] = {
             "mqtt": link.phase if link.phase != "starting" else "connecting",
             "db": "ok" if db_error is None else "unavailable",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.exc import IntegrityError
 
 from mqtthub.broker_config import hash_password, new_password, provisioning_refusal
+from mqtthub.errors import StoreConflictError
 from mqtthub.messages import DEVICE_ID_PATTERN
 from mqtthub.store import downlink as db
 from mqtthub.web.api import ONE_LINE, Limit, Offset, RuntimeDep, StoreDep, iso
@@ -143,7 +142,7 @@ def get_tasks(
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     """Tasks, newest first."""
-    rows = db.list_tasks(store.engine, recipient=recipient, state=state, limit=limit, offset=offset)
+    rows = store.read(db.list_tasks, recipient=recipient, state=state, limit=limit, offset=offset)
     return [_times(r, "created_at", "expires_at", "delivered_at", "done_at") for r in rows]
 
 
@@ -171,7 +170,7 @@ def get_commands(
     """A device's commands, newest first."""
     if not DEVICE_ID_PATTERN.fullmatch(device_id):
         raise HTTPException(404, "no such device")
-    rows = db.list_commands(store.engine, device_id, limit=limit)
+    rows = store.read(db.list_commands, device_id, limit=limit)
     return [_times(r, "created_at", "deadline", "replied_at") for r in rows]
 
 
@@ -201,8 +200,8 @@ async def provision_device(
         "mqtt_password_hash": hash_password(password),
     }
     try:
-        created = await asyncio.to_thread(db.provision, store.engine, row)
-    except IntegrityError:
+        created = await runtime.execute_write(db.provision, row)
+    except StoreConflictError:
         created = False
     if not created:
         raise HTTPException(409, f"device {device.id} already exists")

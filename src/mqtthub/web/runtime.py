@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mqtthub.events import EventBus, RecentMessages
+from mqtthub.ingest.writer import ExecuteWrite
 from mqtthub.messages import Status
 from mqtthub.stats import Stats
 from mqtthub.transport.client import LinkState
@@ -26,6 +27,7 @@ class Runtime:
     recent: RecentMessages
     forget_device: Callable[[str], Awaitable[bool]]
     configure_device: Callable[[str, dict[str, Any], Status | None], Awaitable[bool]]
+    execute_write: ExecuteWrite  # the single writer: every write of the web layer
     metrics_registry: Any = None
     downlink: Any = None  # mqtthub.downlink.service.Downlink when serving
     device_endpoint: str = ""
