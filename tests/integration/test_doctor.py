@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gmqtt.mqtt.constants import MQTTv50
 
+from mqtthub.config import load_settings
 from mqtthub.doctor.run import DoctorOptions, run_doctor
 from mqtthub.store.database import Store
 from mqtthub.store.schema import devices
+from mqtthub.transport.client import MqttTransport
 from support.certs import make_tls_files
 from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoBroker, MosquittoFactory
@@ -359,3 +362,30 @@ def test_cli_help_explains_each_option() -> None:
     for option in ("--json", "--soak", "--client-id", "--expect-traffic", "--api"):
         assert option in text
     assert "competes with the live client" in " ".join(text.split())
+
+
+def test_a_late_puback_never_answers_the_next_publish() -> None:
+    """The first publish gets no PUBACK in time and is given up; when the broker finally
+    answers both, the second publish gets its own reason code (0x87), not the first
+    one's late 0x10."""
+
+    async def scenario() -> int:
+        settings = load_settings(broker_url=f"mqtt://127.0.0.1:{fake.port}")
+        transport = MqttTransport(
+            endpoint=settings.broker,
+            ssl_context=None,
+            client_id="late-puback",
+            topics=(),
+            handler=lambda *_message: None,
+        )
+        session = await transport.open(MQTTv50)
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await session.publish("probe/a", b"a")
+            return await asyncio.wait_for(session.publish("probe/b", b"b"), timeout=10)
+        finally:
+            await session.close()
+
+    with FakeBroker(behaviour="late_puback") as fake:
+        assert asyncio.run(scenario()) == 0x87

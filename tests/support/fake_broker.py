@@ -38,7 +38,9 @@ class FakeBroker:
         behaviour: ``takeover`` / ``keepalive_timeout`` accept the connection, then send
             DISCONNECT 0x8E / 0x8D; ``redirect`` answers CONNECT with CONNACK 0x9C (use
             another server) carrying ``server_reference``; ``refuse`` answers CONNECT with
-            ``refuse_codes`` (MQTT 5 reason code, MQTT 3.1.1 return code).
+            ``refuse_codes`` (MQTT 5 reason code, MQTT 3.1.1 return code); ``late_puback``
+            accepts, holds the PUBACK of the first QoS 1 publish until a second one came,
+            then answers both in order: the first with 0x10, the second with 0x87.
         server_reference: the ``host:port`` a redirect names.
         refuse_codes: the CONNACK codes for ``refuse``.
     """
@@ -101,6 +103,10 @@ class FakeBroker:
             elif self.behaviour == "refuse":
                 code = self.refuse_codes[0] if mqtt5 else self.refuse_codes[1]
                 writer.write(_packet(0x20, bytes([0, code]) + props))
+            elif self.behaviour == "late_puback":
+                writer.write(_packet(0x20, b"\x00\x00" + props))
+                await writer.drain()
+                await self._late_pubacks(reader, writer)
             else:
                 writer.write(_packet(0x20, b"\x00\x00" + props))
                 await writer.drain()
@@ -126,6 +132,20 @@ class FakeBroker:
             writer.write(_packet(0x90, body[:2] + props + b"\x01"))
             await writer.drain()
             await asyncio.sleep(0.2)
+
+    async def _late_pubacks(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        packet_ids = []
+        while len(packet_ids) < 2:
+            first, body = await self._read_packet(reader)
+            if first >> 4 == 3:  # PUBLISH at QoS 1: the packet id follows the topic
+                end = 2 + int.from_bytes(body[:2], "big")
+                packet_ids.append(body[end : end + 2])
+        for packet_id, code in zip(packet_ids, (0x10, 0x87), strict=True):
+            writer.write(_packet(0x40, packet_id + bytes([code, 0])))
+        await writer.drain()
+        await reader.read()  # until the client closes
 
     def __enter__(self) -> Self:
         return self.start()

@@ -104,7 +104,9 @@ class _Connection:
         self.lost = asyncio.Event()
         self.lost_reason: int | None = None
         self.server_reference: str | None = None
-        self.suback: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
+        # Answers awaited by packet id: a late PUBACK or SUBACK never answers another request.
+        self._pubacks: dict[int, asyncio.Future[int]] = {}
+        self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         handler = client._package_handler
@@ -117,12 +119,13 @@ class _Connection:
             handle_connack(cmd, packet)
 
         handler._handle_connack_packet = capture_connack
-        self.pubacks: asyncio.Queue[int] = asyncio.Queue()
         handle_puback = handler._handle_puback_packet
 
         def capture_puback(cmd: int, packet: bytes) -> None:
             # gmqtt ignores the MQTT 5 PUBACK reason code; the doctor needs it.
-            self.pubacks.put_nowait(packet[2] if len(packet) > 2 else 0)
+            waiting = self._pubacks.pop(int.from_bytes(packet[:2], "big"), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(packet[2] if len(packet) > 2 else 0)
             handle_puback(cmd, packet)
 
         handler._handle_puback_packet = capture_puback
@@ -190,9 +193,24 @@ class _Connection:
                 self.server_reference = self._reference(bytes(packet[1:]))
         self.lost.set()
 
-    def _on_subscribe(self, _client: Any, _mid: int, granted: Sequence[int], _props: Any) -> None:
-        if not self.suback.done():
-            self.suback.set_result(tuple(granted))
+    def _on_subscribe(self, _client: Any, mid: int, granted: Sequence[int], _props: Any) -> None:
+        waiting = self._subacks.pop(mid, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(tuple(granted))
+
+    def subscribe(self, topics: Sequence[str]) -> asyncio.Future[tuple[int, ...]]:
+        """Send SUBSCRIBE at QoS 1; the future gets this request's SUBACK codes."""
+        packet_id = self.client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in topics])
+        answer = self._subacks[packet_id] = asyncio.get_running_loop().create_future()
+        return answer
+
+    def publish(self, topic: str, payload: bytes) -> asyncio.Future[int]:
+        """Publish at QoS 1; the future gets this message's PUBACK reason code."""
+        client = self.client
+        packet_id, package = client._connection.publish(gmqtt.Message(topic, payload, qos=1))
+        client._persistent_storage.push_message(packet_id, package)
+        answer = self._pubacks[packet_id] = asyncio.get_running_loop().create_future()
+        return answer
 
     async def close(self) -> None:
         connection = getattr(self.client, "_connection", None)
@@ -232,17 +250,14 @@ class MqttSession:
 
         Wrap it in ``asyncio.timeout``: a broker may never answer.
         """
-        client = self._connection.client
-        client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in topics])
-        return await asyncio.shield(self._connection.suback)
+        return await self._connection.subscribe(topics)
 
     async def publish(self, topic: str, payload: bytes) -> int:
         """Publish at QoS 1; the PUBACK reason code (0 = accepted; MQTT 3.1.1 always 0).
 
         Wrap it in ``asyncio.timeout``: a broker may never acknowledge.
         """
-        self._connection.client.publish(topic, payload, qos=1)
-        return await self._connection.pubacks.get()
+        return await self._connection.publish(topic, payload)
 
     async def close(self) -> None:
         """Disconnect."""
@@ -562,10 +577,9 @@ class MqttTransport:
     async def _subscribe(self, connection: _Connection) -> None:
         if not self._topics:
             return
-        connection.client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in self._topics])
         try:
             granted = await asyncio.wait_for(
-                asyncio.shield(connection.suback), timeout=self._connect_timeout
+                connection.subscribe(self._topics), timeout=self._connect_timeout
             )
         except TimeoutError:
             log.error("no SUBACK within %.0f s for %s", self._connect_timeout, self._topics)
