@@ -1,7 +1,8 @@
 """Route parsed messages into one batch of database work (pure, no I/O).
 
 A batch holds everything one transaction writes: device updates (registration, presence,
-last seen), readings, and dead letters for what was rejected.
+last seen), samples (a device's readings grouped by time), and dead letters for what was
+rejected.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status, parse
+from mqtthub.messages import Accepted, Kind, Reading, Reason, Rejected, Status, parse
 from mqtthub.presence import PresenceEngine, Transition
 
 # Dead letters keep at most this much of an oversized payload, a topic and a detail.
 DEAD_LETTER_PAYLOAD_LIMIT = 4096
 DEAD_LETTER_TOPIC_LIMIT = 512
 DEAD_LETTER_DETAIL_LIMIT = 1024
+
+#: All values one device reported for one time: ``(device_id, ts, {metric: value})``. The
+#: store keeps one row per sample (see ``store.samples``); a plain tuple because there is
+#: one per message.
+Sample = tuple[str, float, dict[str, float]]
 
 
 @dataclass(slots=True)
@@ -74,10 +80,16 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Batch:
-    """Everything one transaction writes, plus counts for the stats."""
+    """Everything one transaction writes, plus counts for the stats.
+
+    Attributes:
+        samples: readings to store, one :data:`Sample` per device and time, in arrival
+            order (a sensor message usually gives one; an array of timed objects one per
+            distinct time).
+    """
 
     devices: dict[str, DeviceUpdate] = field(default_factory=dict)
-    readings: list[tuple[str, str, float, float]] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     accepted_by_kind: Counter[str] = field(default_factory=Counter)
@@ -87,6 +99,15 @@ class Batch:
     def stored(self) -> int:
         """Messages this batch stores (not counting dead letters)."""
         return len(self.accepted)
+
+    @property
+    def readings(self) -> list[tuple[str, str, float, float]]:
+        """The samples as ``(device_id, metric, ts, value)`` rows, one per value."""
+        return [
+            (device_id, metric, ts, value)
+            for device_id, ts, metrics in self.samples
+            for metric, value in metrics.items()
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +214,21 @@ def _apply(
         update.last_message_type = message.kind
         update.status = state.status
         update.heartbeat_interval = state.learned_interval
-    if store_readings:
-        batch.readings.extend(
-            (device_id, metric, ts, value) for metric, value, ts in message.readings
-        )
+    if store_readings and message.readings:
+        batch.samples.extend(samples_of(device_id, message.readings))
+
+
+def samples_of(device_id: str, readings: Sequence[Reading]) -> list[Sample]:
+    """Group one message's readings by time; a metric repeated at one time keeps its first
+    value (as the store keeps the first delivery)."""
+    ts = readings[0][2]
+    metrics = {metric: value for metric, value, at in readings if at == ts}
+    if len(metrics) == len(readings):  # the usual message: one object, one time
+        return [(device_id, ts, metrics)]
+    by_ts: dict[float, dict[str, float]] = {}
+    for metric, value, at in readings:
+        by_ts.setdefault(at, {}).setdefault(metric, value)
+    return [(device_id, at, values) for at, values in by_ts.items()]
 
 
 def _dead_letter(raw: RawMessage, rejected: Rejected) -> DeadLetter:

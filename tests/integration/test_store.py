@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from mqtthub.messages import Reason
 from mqtthub.pipeline import Batch, DeadLetter, RawMessage, build_batch, parse_all
@@ -173,3 +175,146 @@ def test_a_new_sqlite_database_is_private_to_its_user(tmp_path: Path) -> None:
             assert (file.stat().st_mode & 0o777) == 0o600, file
     finally:
         store.close()
+
+
+def readings_of(store: Store, device_id: str, **filters: Any) -> list[tuple[str, float, float]]:
+    """(metric, ts, value) of a device's readings as the API lists them (newest first)."""
+    window: dict[str, Any] = {"metric": None, "since": None, "until": None, "limit": 1000}
+    rows = queries.device_readings(store.engine, device_id, **{**window, **filters})
+    return [(r["metric"], r["ts"], r["value"]) for r in rows]
+
+
+def test_readings_newest_first_with_metric_time_and_limit_filters(store: Store) -> None:
+    """The readings endpoint's query: newest first (metrics by name at one time), filtered
+    by metric (also one a device sends only now and then), time range and limit."""
+    store.write(
+        batch_of(
+            *(
+                ("devices/r1/sensor", json.dumps({"ts": T0 + i, "t": i, "h": -i}), T0 + i)
+                for i in range(5)
+            ),
+            ("devices/r1/heartbeat", json.dumps({"ts": T0 + 2.5, "rssi": -60}), T0 + 2.5),
+            ("devices/other/sensor", json.dumps({"ts": T0 + 9, "t": 99}), T0 + 9),
+        )
+    )
+    assert readings_of(store, "r1", limit=5) == [
+        ("h", T0 + 4, -4.0),
+        ("t", T0 + 4, 4.0),
+        ("h", T0 + 3, -3.0),
+        ("t", T0 + 3, 3.0),
+        ("rssi", T0 + 2.5, -60.0),
+    ]
+    assert readings_of(store, "r1", metric="t", since=T0 + 1, until=T0 + 3) == [
+        ("t", T0 + 2, 2.0),
+        ("t", T0 + 1, 1.0),
+    ]
+    assert readings_of(store, "r1", metric="rssi") == [("rssi", T0 + 2.5, -60.0)]
+    assert readings_of(store, "r1", metric="absent") == []
+    assert readings_of(store, "r1", metric='a"b') == []
+
+
+def test_values_come_back_exactly(store: Store) -> None:
+    """Stored values are the very floats received: no rounding on either database."""
+    values = {"third": 0.1 + 0.2, "huge": 1.7976931348623157e308, "tiny": 5e-324, "neg": -12.5}
+    store.write(batch_of(("devices/x1/sensor", json.dumps({"ts": T0, **values}), T0)))
+    assert {m: v for m, _ts, v in readings_of(store, "x1")} == values
+    device = queries.get_device(store.engine, "x1")
+    assert device is not None
+    assert {m: latest["value"] for m, latest in device["latest"].items()} == values
+
+
+def test_a_late_message_at_a_stored_time_adds_only_its_new_metrics(store: Store) -> None:
+    """Two messages for the same device and time: the second adds the metrics the first did
+    not have; a value already stored is kept (first delivery wins) and counted once."""
+    store.write(batch_of(("devices/m1/sensor", json.dumps({"ts": T0, "a": 1}), T0)))
+    later = ("devices/m1/sensor", json.dumps({"ts": T0, "a": 5, "b": 2}), T0 + 1)
+    new = ("devices/m1/sensor", json.dumps({"ts": T0 + 1, "a": 3}), T0 + 1)
+    store.write(batch_of(later, new))
+    assert readings_of(store, "m1") == [("a", T0 + 1, 3.0), ("a", T0, 1.0), ("b", T0, 2.0)]
+    window = {"since": T0 - 60, "until": T0 + 60, "bucket": 60.0}
+    [a_minute] = queries.device_series(store.engine, "m1", metric="a", **window)
+    [b_minute] = queries.device_series(store.engine, "m1", metric="b", **window)
+    assert (a_minute["count"], a_minute["min"], a_minute["max"]) == (2, 1.0, 3.0)
+    assert (b_minute["count"], b_minute["min"]) == (1, 2.0)
+
+
+def test_redelivered_batch_mixed_with_new_messages_counts_each_value_once(store: Store) -> None:
+    """After a crash the broker redelivers messages that were already committed, in a batch
+    with new ones: the new ones are stored and the per-minute counts stay exact."""
+    start = T0 - T0 % 60
+    first = [
+        ("devices/k1/sensor", json.dumps({"ts": start + i, "v": i}), start + i) for i in range(30)
+    ]
+    store.write(batch_of(*first))
+    again = first[10:] + [
+        ("devices/k1/sensor", json.dumps({"ts": start + i, "v": i}), start + i)
+        for i in range(30, 50)
+    ]
+    store.write(batch_of(*again))
+    [minute] = queries.device_series(
+        store.engine, "k1", metric="v", since=start, until=start + 60, bucket=60
+    )
+    assert (minute["count"], minute["min"], minute["max"]) == (50, 0.0, 49.0)
+    assert abs(minute["avg"] - 24.5) < 1e-9
+    assert len(readings_of(store, "k1")) == 50
+
+
+def test_same_time_twice_in_one_batch_is_stored_once(store: Store) -> None:
+    """One batch holding a message twice (the broker resent it before the first was acked)."""
+    message = ("devices/w1/sensor", json.dumps({"ts": T0, "v": 7}), T0)
+    store.write(batch_of(message, message))
+    assert readings_of(store, "w1") == [("v", T0, 7.0)]
+    [minute] = queries.device_series(
+        store.engine, "w1", metric="v", since=T0 - 60, until=T0 + 60, bucket=60
+    )
+    assert minute["count"] == 1
+
+
+def test_has_readings_finds_an_untimed_message_by_its_values(store: Store) -> None:
+    """A redelivered message without ``ts`` is recognised by its values since the window's
+    start, and only when every value matches."""
+    store.write(batch_of(("devices/u1/sensor", json.dumps({"t": 21.5, "h": 40}), T0)))
+    readings = [("t", 21.5, T0 + 30), ("h", 40.0, T0 + 30)]
+    assert store.has_readings("u1", readings, since=T0 - 10)
+    assert not store.has_readings("u1", [("t", 21.5, T0), ("h", 41.0, T0)], since=T0 - 10)
+    assert not store.has_readings("u1", readings, since=T0 + 1)
+    assert not store.has_readings("u2", readings, since=T0 - 10)
+    assert not store.has_readings("u1", [], since=T0 - 10)
+
+
+def test_short_buckets_read_the_samples(store: Store) -> None:
+    """Series buckets under a minute come from the samples, skipping samples without the
+    metric."""
+    store.write(
+        batch_of(
+            ("devices/s1/sensor", json.dumps({"ts": T0, "v": 1}), T0),
+            ("devices/s1/sensor", json.dumps({"ts": T0 + 1, "v": 3}), T0 + 1),
+            ("devices/s1/heartbeat", json.dumps({"ts": T0 + 2, "rssi": -50}), T0 + 2),
+            ("devices/s1/sensor", json.dumps({"ts": T0 + 12, "v": 5}), T0 + 12),
+        )
+    )
+    series = queries.device_series(
+        store.engine, "s1", metric="v", since=T0, until=T0 + 20, bucket=10
+    )
+    assert [(p["ts"], p["min"], p["avg"], p["max"], p["count"]) for p in series] == [
+        (T0, 1.0, 2.0, 3.0, 2),
+        (T0 + 10, 5.0, 5.0, 5.0, 1),
+    ]
+
+
+def test_the_readings_view_keeps_the_narrow_shape_for_sql_by_hand(store: Store) -> None:
+    """``SELECT ... FROM readings`` still answers one row per value (tools and SQL by hand)."""
+    store.write(batch_of(("devices/v1/sensor", json.dumps({"ts": T0, "a": 1.5, "b": 2}), T0)))
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT device_id, metric, ts, value FROM readings ORDER BY metric")
+        ).all()
+    assert [tuple(row) for row in rows] == [("v1", "a", T0, 1.5), ("v1", "b", T0, 2.0)]
+
+
+def test_a_sample_only_batch_commits_with_the_transaction(store: Store) -> None:
+    """A batch with samples and nothing else is written and committed like any other."""
+    batch = Batch(samples=[("z1", T0, {"v": 1.0})])
+    store.write(batch)
+    store.write(batch)
+    assert readings_of(store, "z1") == [("v", T0, 1.0)]

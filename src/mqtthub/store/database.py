@@ -37,6 +37,7 @@ from mqtthub.messages import Reading, Status
 from mqtthub.pipeline import Batch, DeadLetter, DeviceUpdate
 from mqtthub.presence import DeviceState, Transition
 from mqtthub.store.errors import translated
+from mqtthub.store.samples import SampleWriter, has_sample
 from mqtthub.store.schema import (
     connection_events,
     dead_letters,
@@ -44,15 +45,13 @@ from mqtthub.store.schema import (
     latest_readings,
     presence_events,
     readings_1m,
+    samples,
 )
-from mqtthub.store.schema import readings as readings_table
 
 log = logging.getLogger("mqtthub.store")
 MIGRATIONS = Path(__file__).with_name("migrations")
 P = ParamSpec("P")
 T = TypeVar("T")
-# Column order of Batch.readings tuples.
-READING_COLUMNS = ("device_id", "metric", "ts", "value")
 
 
 def _create_private(database: Path) -> None:
@@ -82,9 +81,7 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-        self._readings_sql, self._readings_named = self._compile(
-            self._insert(readings_table).on_conflict_do_nothing()
-        )
+        self._samples = SampleWriter(self.dialect)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -157,7 +154,11 @@ class Store:
             return {row.id for row in rows}
 
     def write(self, batch: Batch) -> None:
-        """Write one batch in one transaction; redelivered readings are ignored."""
+        """Write one batch in one transaction; readings already stored are ignored.
+
+        Samples go to ``samples``, and from them ``latest_readings`` (never moved back to
+        an older value) and ``readings_1m`` (only values not stored before are counted).
+        """
         with self.engine.begin() as connection:
             if batch.devices:
                 rows = [_device_row(update) for update in batch.devices.values()]
@@ -165,91 +166,17 @@ class Store:
                 connection.execute(_DEVICE_SEEN, [_seen_row(u) for u in batch.devices.values()])
             if batch.transitions:
                 self._write_transitions(connection, batch.transitions)
-            if batch.readings:
-                # The hot path: one executemany of plain tuples, without per-row processing.
-                readings_rows: list[Any] = batch.readings
-                if self._readings_named:
-                    readings_rows = [
-                        dict(zip(READING_COLUMNS, r, strict=True)) for r in readings_rows
-                    ]
-                inserted = connection.exec_driver_sql(self._readings_sql, readings_rows).rowcount
-                connection.execute(self._latest_upsert(), _latest_rows(batch.readings))
-                self._update_minutes(
-                    connection, batch.readings, exact=inserted == len(batch.readings)
-                )
+            if batch.samples:
+                self._samples.write(connection, batch.samples)
             if batch.dead_letters:
                 connection.execute(
                     dead_letters.insert(), [_dead_letter_row(d) for d in batch.dead_letters]
                 )
 
-    def _update_minutes(
-        self, connection: Connection, rows: list[tuple[str, str, float, float]], *, exact: bool
-    ) -> None:
-        """Keep readings_1m in step: add the batch's aggregates, or recompute if some
-        readings were duplicates the database ignored."""
-        groups = _minute_groups(rows)
-        if exact:
-            statement = self._insert(readings_1m)
-            new = statement.excluded
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[
-                        readings_1m.c.device_id,
-                        readings_1m.c.metric,
-                        readings_1m.c.minute,
-                    ],
-                    set_={
-                        "min": case(
-                            (new.min < readings_1m.c.min, new.min), else_=readings_1m.c.min
-                        ),
-                        "max": case(
-                            (new.max > readings_1m.c.max, new.max), else_=readings_1m.c.max
-                        ),
-                        "sum": readings_1m.c.sum + new.sum,
-                        "count": readings_1m.c.count + new.count,
-                    },
-                ),
-                groups,
-            )
-            return
-        for group in groups:
-            start = group["minute"]
-            where = (
-                (readings_table.c.device_id == group["device_id"])
-                & (readings_table.c.metric == group["metric"])
-                & (readings_table.c.ts >= start)
-                & (readings_table.c.ts < start + 60)
-            )
-            totals = connection.execute(
-                select(
-                    func.min(readings_table.c.value),
-                    func.max(readings_table.c.value),
-                    func.sum(readings_table.c.value),
-                    func.count(),
-                ).where(where)
-            ).one()
-            key = (
-                (readings_1m.c.device_id == group["device_id"])
-                & (readings_1m.c.metric == group["metric"])
-                & (readings_1m.c.minute == start)
-            )
-            connection.execute(readings_1m.delete().where(key))
-            connection.execute(
-                readings_1m.insert().values(
-                    device_id=group["device_id"],
-                    metric=group["metric"],
-                    minute=start,
-                    min=totals[0],
-                    max=totals[1],
-                    sum=totals[2],
-                    count=totals[3],
-                )
-            )
-
     def delete_device(self, device_id: str) -> bool:
         """Remove a device and all its data; False when it did not exist."""
         with self.engine.begin() as connection:
-            for table in (readings_table, readings_1m, latest_readings, presence_events):
+            for table in (samples, readings_1m, latest_readings, presence_events):
                 connection.execute(table.delete().where(table.c.device_id == device_id))
             connection.execute(dead_letters.delete().where(dead_letters.c.device_id == device_id))
             gone = connection.execute(devices.delete().where(devices.c.id == device_id))
@@ -315,45 +242,13 @@ class Store:
         """True when every one of ``readings`` (same values, one shared time) is stored.
 
         Used for redelivered messages without a device timestamp: their readings got
-        the receive time of the first delivery, so they are found by value.
+        the receive time of the first delivery, so they are found by value among the
+        device's samples since ``since``.
         """
         if not readings:
             return False
-        metric, value, _ = readings[0]
         with self.engine.connect() as connection:
-            candidates = connection.execute(
-                select(readings_table.c.ts).where(
-                    readings_table.c.device_id == device_id,
-                    readings_table.c.metric == metric,
-                    readings_table.c.value == value,
-                    readings_table.c.ts >= since,
-                )
-            ).scalars()
-            for ts in candidates:
-                stored = connection.execute(
-                    select(readings_table.c.metric, readings_table.c.value).where(
-                        readings_table.c.device_id == device_id, readings_table.c.ts == ts
-                    )
-                ).all()
-                if {(m, v) for m, v, _ in readings} <= {(m, v) for m, v in stored}:
-                    return True
-        return False
-
-    def _compile(self, statement: Any) -> tuple[str, bool]:
-        """SQL text for a statement and whether it takes named parameters."""
-        compiled = statement.compile(dialect=self.engine.dialect)
-        if compiled.positional:
-            assert tuple(compiled.positiontup) == READING_COLUMNS, compiled.positiontup
-        return str(compiled), not compiled.positional
-
-    def _latest_upsert(self) -> Any:
-        statement = self._insert(latest_readings)
-        new = statement.excluded
-        return statement.on_conflict_do_update(
-            index_elements=[latest_readings.c.device_id, latest_readings.c.metric],
-            set_={"ts": new.ts, "value": new.value},
-            where=new.ts >= latest_readings.c.ts,
-        )
+            return has_sample(connection, self.dialect, device_id, readings, since)
 
 
 def _device_row(update: DeviceUpdate) -> dict[str, Any]:
@@ -417,45 +312,6 @@ _DEVICE_STATUS = (
         status_changed_at=bindparam("at"),
     )
 )
-
-
-def _latest_rows(rows: list[tuple[str, str, float, float]]) -> list[dict[str, Any]]:
-    latest: dict[tuple[str, str], tuple[float, float]] = {}
-    for device_id, metric, ts, value in rows:
-        key = (device_id, metric)
-        known = latest.get(key)
-        if known is None or ts >= known[0]:
-            latest[key] = (ts, value)
-    return [
-        {"device_id": d, "metric": m, "ts": ts, "value": v} for (d, m), (ts, v) in latest.items()
-    ]
-
-
-def _minute_groups(rows: list[tuple[str, str, float, float]]) -> list[dict[str, Any]]:
-    """Aggregate readings rows per (device, metric, minute)."""
-    groups: dict[tuple[str, str, float], list[float]] = {}
-    for device_id, metric, ts, value in rows:
-        key = (device_id, metric, ts - ts % 60)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [value, value, value, 1]
-        else:
-            group[0] = min(group[0], value)
-            group[1] = max(group[1], value)
-            group[2] += value
-            group[3] += 1
-    return [
-        {
-            "device_id": d,
-            "metric": m,
-            "minute": minute,
-            "min": g[0],
-            "max": g[1],
-            "sum": g[2],
-            "count": int(g[3]),
-        }
-        for (d, m, minute), g in groups.items()
-    ]
 
 
 def _short(exc: BaseException) -> str:

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, cast, func, select
+from sqlalchemy import (
+    Connection,
+    Double,
+    Engine,
+    Integer,
+    String,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+)
 
+from mqtthub.messages import METRIC_PATTERN
+from mqtthub.store.samples import key_of
 from mqtthub.store.schema import (
     connection_events,
     dead_letters,
     devices,
     latest_readings,
     presence_events,
-    readings,
     readings_1m,
+    samples,
 )
 
 #: What the API shows of a device: never its password hash or provisioning endpoint.
@@ -76,8 +89,10 @@ def device_series(
     """Min/avg/max of ``metric`` per ``bucket`` seconds over [since, until).
 
     Buckets of a minute or more are read from the per-minute aggregates (so a week at
-    1 reading/s reads 10,080 rows); smaller ones from the raw readings.
+    1 reading/s reads 10,080 rows); smaller ones from the samples.
     """
+    if METRIC_PATTERN.fullmatch(metric) is None:
+        return []
     table: Any
     time_column: Any
     low: Any
@@ -92,9 +107,14 @@ def device_series(
         low, high = func.min(table.c.min), func.max(table.c.max)
         mean, count = func.sum(table.c.sum) / func.sum(table.c.count), func.sum(table.c.count)
     else:
-        table, time_column = readings, readings.c.ts
-        low, high = func.min(table.c.value), func.max(table.c.value)
-        mean, count = func.avg(table.c.value), func.count()
+        table, time_column = samples, samples.c.ts
+        value = _metric_value(engine.dialect.name, metric)
+        low, high, mean, count = (
+            func.min(value),
+            func.max(value),
+            func.avg(value),
+            func.count(value),
+        )
     index = (
         func.floor((time_column - since) / bucket)
         if engine.dialect.name != "sqlite"
@@ -102,15 +122,14 @@ def device_series(
     )
     query = (
         select(index.label("bucket"), low, mean, high, count)
-        .where(
-            table.c.device_id == device_id,
-            table.c.metric == metric,
-            time_column >= since,
-            time_column < until,
-        )
+        .where(table.c.device_id == device_id, time_column >= since, time_column < until)
         .group_by(index)
         .order_by(index)
     )
+    if table is readings_1m:
+        query = query.where(table.c.metric == metric)
+    else:
+        query = query.where(value.is_not(None))
     with engine.connect() as connection:
         return [
             {"ts": since + int(b) * bucket, "min": lo, "avg": avg, "max": hi, "count": int(n)}
@@ -150,21 +169,59 @@ def device_readings(
     until: float | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """A device's readings, newest first, filtered by metric and time range."""
+    """A device's readings, newest first, filtered by metric and time range.
+
+    Read from ``samples`` newest first (its primary key), one row per value.
+    """
+    dialect = engine.dialect.name
+    conditions = [samples.c.device_id == device_id]
+    if since is not None:
+        conditions.append(samples.c.ts >= since)
+    if until is not None:
+        conditions.append(samples.c.ts < until)
+    if metric is not None:
+        if METRIC_PATTERN.fullmatch(metric) is None:
+            return []
+        value = _metric_value(dialect, metric)
+        query = (
+            select(samples.c.ts, value.label("value"))
+            .where(*conditions, value.is_not(None))
+            .order_by(samples.c.ts.desc())
+            .limit(limit)
+        )
+        with engine.connect() as connection:
+            return [{"metric": metric, "ts": ts, "value": v} for ts, v in connection.execute(query)]
+    # The newest ``limit`` values are among the newest ``limit`` samples (each has at least
+    # one): take those by the primary key first, so only they are expanded and sorted.
+    newest = (
+        select(samples.c.ts, samples.c.metrics)
+        .where(*conditions)
+        .order_by(samples.c.ts.desc())
+        .limit(limit)
+        .subquery()
+    )
+    each: Any
+    if dialect == "sqlite":
+        each = func.json_each(newest.c.metrics).table_valued("key", "value")
+        key, value = each.c.key, each.c.value
+    else:
+        each = func.json_each_text(newest.c.metrics).table_valued("key", "value").lateral()
+        key, value = each.c.key, cast(each.c.value, Double)
     query = (
-        select(readings.c.metric, readings.c.ts, readings.c.value)
-        .where(readings.c.device_id == device_id)
-        .order_by(readings.c.ts.desc(), readings.c.metric)
+        select(key.label("metric"), newest.c.ts, value.label("value"))
+        .select_from(newest.join(each, true()))
+        .order_by(newest.c.ts.desc(), key)
         .limit(limit)
     )
-    if metric:
-        query = query.where(readings.c.metric == metric)
-    if since is not None:
-        query = query.where(readings.c.ts >= since)
-    if until is not None:
-        query = query.where(readings.c.ts < until)
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def _metric_value(dialect: str, metric: str) -> Any:
+    """SQL for one metric's value in ``samples.metrics`` (NULL where it has none)."""
+    if dialect == "sqlite":
+        return func.json_extract(samples.c.metrics, key_of(dialect, metric), type_=Double)
+    return cast(samples.c.metrics.op("->>")(literal(metric, String)), Double)
 
 
 def list_dead_letters(

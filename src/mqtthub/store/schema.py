@@ -2,11 +2,18 @@
 
 The Alembic migrations in ``migrations/versions`` create exactly these tables; a test
 compares the two so they cannot drift apart.
+
+Readings live in ``samples``: one row per device and time, with every metric of that time
+in one JSON object. A sensor message of seven values is one row (not seven), which is what
+makes ingest cheap; the per-metric shape is still there for SQL by hand as the view
+``readings`` (:data:`READINGS_VIEW`), and ``latest_readings`` and ``readings_1m`` stay per
+metric because their readers look up one metric at a time.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Column,
     Double,
     Index,
@@ -65,14 +72,36 @@ connection_events = Table(
     Index("ix_connection_events_at", "at"),
 )
 
-readings = Table(
-    "readings",
+#: The JSON text of a sample's values: ``TEXT`` on SQLite, ``json`` on PostgreSQL (kept as
+#: written, so numbers come back exactly as stored; ``jsonb`` is slower to insert).
+SAMPLE_METRICS = Text().with_variant(JSON(), "postgresql")
+
+# One row per (device, time): {"temperature": 21.5, "humidity": 40.0, ...}. The primary key
+# makes redeliveries idempotent and serves the readings queries (device, newest first).
+samples = Table(
+    "samples",
     metadata,
     Column("device_id", String(64), primary_key=True),
-    Column("metric", String(64), primary_key=True),
     Column("ts", Double, primary_key=True),
-    Column("value", Double, nullable=False),
+    Column("metrics", SAMPLE_METRICS, nullable=False),
+    sqlite_with_rowid=False,
 )
+
+#: ``readings`` (device_id, metric, ts, value): the samples one row per value, for SQL by
+#: hand and tools written against the narrow layout of revisions 0001-0005. A view, so
+#: it costs nothing at ingest; the API reads ``samples`` directly.
+READINGS_VIEW = {
+    "sqlite": (
+        "CREATE VIEW readings AS SELECT s.device_id AS device_id, j.key AS metric, "
+        "s.ts AS ts, j.value AS value FROM samples AS s, json_each(s.metrics) AS j"
+    ),
+    "postgresql": (
+        "CREATE VIEW readings AS SELECT s.device_id AS device_id, "
+        "CAST(j.key AS VARCHAR(64)) AS metric, s.ts AS ts, "
+        "CAST(j.value AS DOUBLE PRECISION) AS value "
+        "FROM samples AS s CROSS JOIN LATERAL json_each_text(s.metrics) AS j"
+    ),
+}
 
 # Per-minute aggregates of readings, so a week-long chart reads 10,080 rows, not 604,800.
 readings_1m = Table(

@@ -1,0 +1,72 @@
+"""Readings grouped into samples (one per device and time) and summarised for the store."""
+
+from __future__ import annotations
+
+from mqtthub.pipeline import RawMessage, build_batch, parse_all, samples_of
+from mqtthub.presence import PresenceEngine
+from mqtthub.store.samples import merge_samples, summarize
+
+T0 = 1_790_000_020.0
+
+
+def test_one_object_is_one_sample() -> None:
+    """A sensor message of seven values becomes one sample, metrics in payload order."""
+    readings = [(f"m{i}", float(i), T0) for i in range(7)]
+    assert samples_of("d", readings) == [("d", T0, {f"m{i}": float(i) for i in range(7)})]
+
+
+def test_an_array_of_timed_objects_is_one_sample_per_time() -> None:
+    """Objects at different times are separate samples; a metric repeated at the same time
+    keeps its first value, as the store keeps the first delivery."""
+    readings = [("t", 1.0, T0), ("t", 2.0, T0 + 1), ("t", 3.0, T0), ("h", 4.0, T0)]
+    assert samples_of("d", readings) == [
+        ("d", T0, {"t": 1.0, "h": 4.0}),
+        ("d", T0 + 1, {"t": 2.0}),
+    ]
+
+
+def test_batch_samples_and_their_narrow_view() -> None:
+    """A batch keeps samples; ``readings`` lists them one value per row for its consumers."""
+    messages = [
+        RawMessage("devices/a/sensor", b'{"t": 1, "h": 2}', 1, False, T0),
+        RawMessage("devices/a/sensor", b'{"t": 1, "h": 2}', 1, False, T0 + 1),
+        RawMessage("devices/b/heartbeat", b"", 1, False, T0),
+    ]
+    batch = build_batch(
+        parse_all(messages, prefix="devices", max_payload=4096), presence=PresenceEngine()
+    )
+    assert batch.samples == [("a", T0, {"t": 1.0, "h": 2.0}), ("a", T0 + 1, {"t": 1.0, "h": 2.0})]
+    assert batch.readings == [
+        ("a", "t", T0, 1.0),
+        ("a", "h", T0, 2.0),
+        ("a", "t", T0 + 1, 1.0),
+        ("a", "h", T0 + 1, 2.0),
+    ]
+
+
+def test_merge_keeps_first_values_and_leaves_the_batch_alone() -> None:
+    """Two samples for one device and time merge, first value winning; the batch's own
+    dictionaries are not modified (a failed write is retried with the same batch)."""
+    first, second = {"t": 1.0}, {"t": 9.0, "h": 2.0}
+    merged = merge_samples([("d", T0, first), ("e", T0, {"x": 0.0}), ("d", T0, second)])
+    assert merged == {("d", T0): {"t": 1.0, "h": 2.0}, ("e", T0): {"x": 0.0}}
+    assert (first, second) == ({"t": 1.0}, {"t": 9.0, "h": 2.0})
+
+
+def test_summary_gives_latest_per_metric_and_minute_aggregates() -> None:
+    """The newest value per metric (an older sample arriving later does not win) and
+    min/max/sum/count per metric and minute."""
+    minute = T0 - T0 % 60
+    latest, minutes = summarize(
+        [
+            ("d", T0 + 5, {"t": 3.0, "h": 1.0}),
+            ("d", T0, {"t": 5.0}),
+            ("d", minute + 60, {"h": 7.0}),
+        ]
+    )
+    assert latest == {("d", "t"): (T0 + 5, 3.0), ("d", "h"): (minute + 60, 7.0)}
+    assert minutes == {
+        ("d", "t", minute): [3.0, 5.0, 8.0, 2],
+        ("d", "h", minute): [1.0, 1.0, 1.0, 1],
+        ("d", "h", minute + 60): [7.0, 7.0, 7.0, 1],
+    }
