@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
@@ -30,7 +30,8 @@ from mqtthub.store.database import Store, record_connection_event
 from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.client import Ack, MqttTransport
+from mqtthub.transport.base import Transport
+from mqtthub.transport.client import MqttTransport
 from mqtthub.transport.history import SHORT_SESSION_S, ConnectionEvent, ConnectionHistory
 from mqtthub.web.app import create_app
 from mqtthub.web.runtime import Runtime
@@ -77,9 +78,16 @@ def bind_http(host: str, port: int) -> socket.socket:
 class Service:
     """One ``serve`` process: ingest, store and serve until SIGINT or SIGTERM."""
 
-    def __init__(self, settings: Settings) -> None:
-        """Prepare the service; nothing connects until :meth:`run`."""
+    def __init__(
+        self, settings: Settings, *, transport_factory: Callable[..., Transport] = MqttTransport
+    ) -> None:
+        """Prepare the service; nothing connects until :meth:`run`.
+
+        ``transport_factory`` takes :class:`MqttTransport`'s keyword arguments; tests pass
+        a fake.
+        """
         self.settings = settings
+        self._transport_factory = transport_factory
         self.stats = Stats()
         # Unbounded as a container; _enqueue pauses reading at MQTTHUB_QUEUE_SIZE (a few
         # messages already read from the socket may still arrive after the pause).
@@ -150,7 +158,7 @@ class Service:
         )
         await writer.load()
         self._writer = writer
-        self.transport = transport = MqttTransport(
+        self.transport = transport = self._transport_factory(
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
             client_id=client_id,
@@ -258,7 +266,7 @@ class Service:
         self._stop.set()
 
     def _on_message(
-        self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool, ack: Ack | None
+        self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool, ack: object | None
     ) -> None:
         """Take one message off the wire (on the event loop, no task of its own)."""
         self.stats.messages_received += 1
@@ -287,12 +295,12 @@ class Service:
             self._paused = True
             self.transport.pause_reading()
 
-    def _acknowledge(self, ack: Ack | None) -> None:
+    def _acknowledge(self, ack: object | None) -> None:
         if ack is not None:
             self.transport.acknowledge([ack])
 
     async def _downlink_message(
-        self, routed: Routed, topic: str, payload: bytes, ack: Ack | None
+        self, routed: Routed, topic: str, payload: bytes, ack: object | None
     ) -> None:
         """A receipt, reply or app status: stored, then acknowledged; a failure other than
         a database outage becomes the message's dead letter."""

@@ -15,7 +15,7 @@ from mqtthub.events import EventBus, RecentMessages
 from mqtthub.messages import Status
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
-from mqtthub.transport.client import LinkState
+from mqtthub.transport.base import LinkState
 from mqtthub.web.app import create_app
 from mqtthub.web.runtime import Runtime
 

@@ -16,7 +16,7 @@ from mqtthub.errors import StoreUnavailableError
 from mqtthub.events import EventBus
 from mqtthub.ingest.writer import ExecuteWrite
 from mqtthub.store import downlink as db
-from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.base import Transport
 
 log = logging.getLogger("mqtthub.downlink")
 RECEIPT_STATES = frozenset({"delivered", "done"})
@@ -29,7 +29,7 @@ class Downlink:
         self,
         *,
         execute_write: ExecuteWrite,
-        transport: MqttTransport,
+        transport: Transport,
         events: EventBus,
         prefix: str,
         app_prefix: str,

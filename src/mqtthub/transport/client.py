@@ -14,7 +14,7 @@ import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import gmqtt
@@ -24,14 +24,11 @@ from mqtthub.config import BrokerEndpoint, MqttVersion
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
+from mqtthub.transport.base import LinkState, MessageHandler
 from mqtthub.transport.history import ConnectionEvent
 
 log = logging.getLogger("mqtthub.mqtt")
 
-#: Called synchronously on the event loop for each incoming message with (topic, payload,
-#: qos, retain, dup, ack). ``ack`` is None for QoS 0; for QoS 1 the receiver hands it to
-#: :meth:`MqttTransport.acknowledge` once the message may be acknowledged (after commit).
-MessageHandler = Callable[[str, bytes, int, bool, bool, "Ack | None"], None]
 #: Told about every connect, refusal, failure and disconnect.
 EventHandler = Callable[[ConnectionEvent], None]
 REDIRECTS = frozenset({"use_another_server", "server_moved"})
@@ -51,30 +48,6 @@ class Ack(NamedTuple):
 
     connection: _Connection
     packet_id: int
-
-
-@dataclass(slots=True)
-class LinkState:
-    """What the connection is doing now, for ``/healthz`` and logs.
-
-    Attributes:
-        phase: ``starting``, ``connecting``, ``connected``, ``disconnected`` or ``refused``.
-        reason: why it is not connected (a reason name), else None.
-        protocol: ``MQTT 5`` or ``MQTT 3.1.1`` once connected.
-        since: when the phase began (epoch seconds).
-        broker: the broker URL with the password masked.
-    """
-
-    phase: str
-    reason: str | None
-    protocol: str | None
-    since: float
-    broker: str
-
-    @property
-    def connected(self) -> bool:
-        """True while subscribed and receiving."""
-        return self.phase == "connected"
 
 
 class _NoConnackError(BrokerError):

@@ -10,7 +10,7 @@ from mqtthub.events import EventBus, RecentMessages
 from mqtthub.ingest.writer import ExecuteWrite
 from mqtthub.messages import Status
 from mqtthub.stats import Stats
-from mqtthub.transport.client import LinkState
+from mqtthub.transport.base import LinkState
 
 
 @dataclass(slots=True)
