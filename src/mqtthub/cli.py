@@ -175,6 +175,7 @@ def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
     for every connect and disconnect with its reason, each task shown once.
     """
     from mqtthub.client import TaskListener
+    from mqtthub.transport.history import LinkEvent
 
     settings = _settings(**flags)
     configure_logging("WARNING")
@@ -185,7 +186,7 @@ def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
             click.echo(f"  {task['body']}")
 
     def show_event(event: Any) -> None:
-        if event.event == "connected":
+        if event.event == LinkEvent.CONNECTED:
             click.echo(f"connected to {settings.broker.display()} ({event.protocol})")
         else:
             click.echo(f"{event.event}: {event.reason} {event.detail}".rstrip())

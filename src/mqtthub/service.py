@@ -32,7 +32,12 @@ from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.base import Transport
 from mqtthub.transport.client import MqttTransport
-from mqtthub.transport.history import SHORT_SESSION_S, ConnectionEvent, ConnectionHistory
+from mqtthub.transport.history import (
+    SHORT_SESSION_S,
+    ConnectionEvent,
+    ConnectionHistory,
+    LinkEvent,
+)
 from mqtthub.web.app import create_app
 from mqtthub.web.runtime import Runtime
 
@@ -345,7 +350,7 @@ class Service:
         if self._stable_timer is not None:
             self._stable_timer.cancel()
             self._stable_timer = None
-        if event.event == "connected":
+        if event.event == LinkEvent.CONNECTED:
             # A connection that outlives the conflict window clears an earlier diagnosis.
             self._stable_timer = asyncio.get_running_loop().call_later(
                 SHORT_SESSION_S, self.history.stable

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mqtthub.transport.base import LinkState, MessageHandler
+from mqtthub.transport.base import LinkPhase, LinkState, MessageHandler
 
 __all__ = ["FakeTransport", "Published"]
 
@@ -39,7 +39,9 @@ class FakeTransport:
 
     handler: MessageHandler
     state: LinkState = field(
-        default_factory=lambda: LinkState("connected", None, "MQTT 5", time.time(), "fake://")
+        default_factory=lambda: LinkState(
+            LinkPhase.CONNECTED, None, "MQTT 5", time.time(), "fake://"
+        )
     )
     published: list[Published] = field(default_factory=list)
     acknowledged: list[int] = field(default_factory=list)

@@ -15,7 +15,7 @@ from mqtthub.events import EventBus, RecentMessages
 from mqtthub.messages import Status
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
-from mqtthub.transport.base import LinkState
+from mqtthub.transport.base import LinkPhase, LinkState
 from mqtthub.web.app import create_app
 from mqtthub.web.runtime import Runtime
 
@@ -39,7 +39,7 @@ def simple_runtime() -> Runtime:
     async def configure(_device_id: str, _values: dict[str, Any], _status: Status | None) -> bool:
         return False
 
-    link = LinkState("connected", None, "MQTT 5", time.time(), "mqtt://127.0.0.1:1883")
+    link = LinkState(LinkPhase.CONNECTED, None, "MQTT 5", time.time(), "mqtt://127.0.0.1:1883")
     return Runtime(
         link=lambda: link,
         db_error=lambda: None,

@@ -41,7 +41,7 @@ from mqtthub.messages import subscriptions
 from mqtthub.store.schema import devices
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import PROTOCOL_NAMES, Ack, MqttSession, MqttTransport
-from mqtthub.transport.history import ConnectionEvent, ConnectionHistory
+from mqtthub.transport.history import ConnectionEvent, ConnectionHistory, LinkEvent
 
 NETWORK_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 4.0
@@ -337,7 +337,7 @@ async def probe_stability(settings: Settings, client_id: str, seconds: float) ->
 
     def on_event(event: ConnectionEvent) -> None:
         history.add(event)
-        if event.event == "disconnected":
+        if event.event == LinkEvent.DISCONNECTED:
             drops.append(event.as_dict())
 
     def discard(

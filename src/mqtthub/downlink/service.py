@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from mqtthub.downlink.states import RECEIPT_STATES, CommandState, TaskState
 from mqtthub.downlink.topics import Route, Routed, command_topic, task_topic
 from mqtthub.errors import StoreUnavailableError
 from mqtthub.events import EventBus
@@ -19,7 +20,6 @@ from mqtthub.store import downlink as db
 from mqtthub.transport.base import Transport
 
 log = logging.getLogger("mqtthub.downlink")
-RECEIPT_STATES = frozenset({"delivered", "done"})
 
 
 class Downlink:
@@ -56,7 +56,7 @@ class Downlink:
             "expires_at": now + expires_in if expires_in else None,
         }
         await self._write(db.create_task, row)
-        await self._publish_task({**row, "state": "queued"})
+        await self._publish_task({**row, "state": TaskState.QUEUED})
         task = await self._write(db.get_task, row["id"])
         assert task is not None
         return task
@@ -97,7 +97,13 @@ class Downlink:
             command_topic(self.prefix, device_id), json.dumps(payload).encode()
         ):
             log.warning("command %s not sent: not connected to the broker now", row["id"])
-        return {**row, "params": params, "state": "sent", "replied_at": None, "reply": None}
+        return {
+            **row,
+            "params": params,
+            "state": CommandState.SENT,
+            "replied_at": None,
+            "reply": None,
+        }
 
     async def handle(self, routed: Routed, payload: bytes) -> None:
         """A receipt, reply or app status arrived (stored before it is acknowledged)."""
@@ -109,7 +115,7 @@ class Downlink:
         elif routed.route is Route.COMMAND_REPLY:
             body = payload[:4096].decode("utf-8", errors="replace")
             if await self._write(db.reply, routed.subject, routed.item, body, now):
-                self.events.publish("command", {"id": routed.item, "state": "replied"})
+                self.events.publish("command", {"id": routed.item, "state": CommandState.REPLIED})
         elif routed.route is Route.APP_STATUS and payload.strip().lower() == b"online":
             await self._republish(routed.subject, now)
 
@@ -132,12 +138,14 @@ class Downlink:
                 log.debug("downlink housekeeping failed: %s", exc)
 
 
-def _receipt_state(payload: bytes) -> str:
+def _receipt_state(payload: bytes) -> TaskState:
     """``delivered`` unless the receipt says ``{"state": "done"}`` (any other payload,
     malformed or nested beyond what a parser takes, is a plain receipt)."""
     try:
         document = orjson.loads(payload or b"{}")
     except orjson.JSONDecodeError:
-        return "delivered"
+        return TaskState.DELIVERED
     state = document.get("state") if isinstance(document, dict) else None
-    return state if state in RECEIPT_STATES else "delivered"
+    if isinstance(state, str) and state in RECEIPT_STATES:
+        return TaskState(state)
+    return TaskState.DELIVERED

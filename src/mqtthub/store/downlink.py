@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from mqtthub.downlink.states import CommandState, TaskState
 from mqtthub.store.schema import commands, devices, tasks
 
 #: Deepest nesting of arrays and objects a command's params may have.
@@ -46,14 +47,14 @@ def decode_params(text: str) -> dict[str, Any] | None:
 def create_task(engine: Engine, row: dict[str, Any]) -> None:
     """Store a new task (state ``queued``)."""
     with engine.begin() as connection:
-        connection.execute(insert(tasks).values(**row, state="queued", publishes=0))
+        connection.execute(insert(tasks).values(**row, state=TaskState.QUEUED, publishes=0))
 
 
 def pending_tasks(engine: Engine, recipient: str, now: float) -> list[dict[str, Any]]:
     """A recipient's queued, unexpired tasks, oldest first."""
     query = (
         select(tasks)
-        .where(tasks.c.recipient == recipient, tasks.c.state == "queued")
+        .where(tasks.c.recipient == recipient, tasks.c.state == TaskState.QUEUED)
         .order_by(tasks.c.created_at)
     )
     with engine.connect() as connection:
@@ -69,9 +70,13 @@ def count_publish(engine: Engine, task_id: str) -> None:
         )
 
 
-def receipt(engine: Engine, recipient: str, task_id: str, state: str, at: float) -> bool:
+def receipt(engine: Engine, recipient: str, task_id: str, state: TaskState, at: float) -> bool:
     """Apply an app's receipt: ``delivered`` (from queued) or ``done`` (from either)."""
-    allowed = ("queued",) if state == "delivered" else ("queued", "delivered")
+    allowed = (
+        (TaskState.QUEUED,)
+        if state == TaskState.DELIVERED
+        else (TaskState.QUEUED, TaskState.DELIVERED)
+    )
     values: dict[str, Any] = {"state": state, f"{state}_at": at}
     with engine.begin() as connection:
         result = connection.execute(
@@ -91,9 +96,9 @@ def expire_tasks(engine: Engine, now: float) -> int:
     with engine.begin() as connection:
         result = connection.execute(
             update(tasks)
-            .where(tasks.c.state == "queued", tasks.c.expires_at.is_not(None))
+            .where(tasks.c.state == TaskState.QUEUED, tasks.c.expires_at.is_not(None))
             .where(tasks.c.expires_at <= now)
-            .values(state="expired")
+            .values(state=TaskState.EXPIRED)
         )
         return int(result.rowcount)
 
@@ -121,7 +126,7 @@ def get_task(engine: Engine, task_id: str) -> dict[str, Any] | None:
 def create_command(engine: Engine, row: dict[str, Any]) -> None:
     """Store a command as ``sent``."""
     with engine.begin() as connection:
-        connection.execute(insert(commands).values(**row, state="sent"))
+        connection.execute(insert(commands).values(**row, state=CommandState.SENT))
 
 
 def reply(engine: Engine, device_id: str, command_id: str, body: str, at: float) -> bool:
@@ -132,9 +137,9 @@ def reply(engine: Engine, device_id: str, command_id: str, body: str, at: float)
             .where(
                 commands.c.id == command_id,
                 commands.c.device_id == device_id,
-                commands.c.state == "sent",
+                commands.c.state == CommandState.SENT,
             )
-            .values(state="replied", replied_at=at, reply=body)
+            .values(state=CommandState.REPLIED, replied_at=at, reply=body)
         )
         return bool(result.rowcount)
 
@@ -144,8 +149,8 @@ def time_out_commands(engine: Engine, now: float) -> int:
     with engine.begin() as connection:
         result = connection.execute(
             update(commands)
-            .where(commands.c.state == "sent", commands.c.deadline <= now)
-            .values(state="timeout")
+            .where(commands.c.state == CommandState.SENT, commands.c.deadline <= now)
+            .values(state=CommandState.TIMEOUT)
         )
         return int(result.rowcount)
 

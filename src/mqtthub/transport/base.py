@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 #: Called synchronously on the event loop for each incoming message with (topic, payload,
 #: qos, retain, dup, ack). ``ack`` is None for QoS 0; for QoS 1 the receiver hands it to
 #: :meth:`Transport.acknowledge` once the message may be acknowledged (after commit).
 MessageHandler = Callable[[str, bytes, int, bool, bool, Any], None]
+
+
+class LinkPhase(StrEnum):
+    """What the connection is doing."""
+
+    STARTING = "starting"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    REFUSED = "refused"
 
 
 @dataclass(slots=True)
@@ -29,7 +40,7 @@ class LinkState:
         broker: the broker URL with the password masked.
     """
 
-    phase: str
+    phase: LinkPhase
     reason: str | None
     protocol: str | None
     since: float
@@ -38,7 +49,7 @@ class LinkState:
     @property
     def connected(self) -> bool:
         """True while subscribed and receiving."""
-        return self.phase == "connected"
+        return self.phase == LinkPhase.CONNECTED
 
 
 class Transport(Protocol):

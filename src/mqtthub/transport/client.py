@@ -24,8 +24,8 @@ from mqtthub.config import BrokerEndpoint, MqttVersion
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.base import LinkState, MessageHandler
-from mqtthub.transport.history import ConnectionEvent
+from mqtthub.transport.base import LinkPhase, LinkState, MessageHandler
+from mqtthub.transport.history import ConnectionEvent, LinkEvent
 
 log = logging.getLogger("mqtthub.mqtt")
 
@@ -302,7 +302,7 @@ class MqttTransport:
         self._on_subscribed = on_subscribed
         self._closing = asyncio.Event()
         self._current: _Connection | None = None
-        self.state = LinkState("starting", None, None, time.time(), endpoint.display())
+        self.state = LinkState(LinkPhase.STARTING, None, None, time.time(), endpoint.display())
 
     async def run(self) -> None:
         """Connect, subscribe and reconnect until :meth:`close` is called."""
@@ -371,22 +371,24 @@ class MqttTransport:
             with contextlib.suppress(RuntimeError):
                 action(transport)
 
-    def _emit(self, event: str, reason: str, **fields: Any) -> None:
+    def _emit(self, event: LinkEvent, reason: str, **fields: Any) -> None:
         protocol = fields.pop("protocol", PROTOCOL_NAMES[self._version])
         self._on_event(ConnectionEvent(time.time(), event, reason, protocol, **fields))
 
-    def _set_state(self, phase: str, reason: str | None = None) -> None:
-        protocol = PROTOCOL_NAMES[self._version] if phase == "connected" else None
+    def _set_state(self, phase: LinkPhase, reason: str | None = None) -> None:
+        protocol = PROTOCOL_NAMES[self._version] if phase is LinkPhase.CONNECTED else None
         self.state = LinkState(phase, reason, protocol, time.time(), self.endpoint.display())
 
     async def _one_connection(self) -> float:
         """Run one connection from attempt to loss; return the delay before the next."""
-        self._set_state("connecting")
+        self._set_state(LinkPhase.CONNECTING)
         try:
             connection = await self._connect()
         except ConnectRefusedError as refused:
-            self._set_state("refused", refused.reason)
-            self._emit("refused", refused.reason, reason_code=refused.code, detail=str(refused))
+            self._set_state(LinkPhase.REFUSED, refused.reason)
+            self._emit(
+                LinkEvent.REFUSED, refused.reason, reason_code=refused.code, detail=str(refused)
+            )
             if refused.reason in REDIRECTS and self._follow(refused.server_reference):
                 return 0.0
             delay = self._backoff.cap_delay() if refused.permanent else self._backoff.next_delay()
@@ -401,8 +403,8 @@ class MqttTransport:
             return delay
         except (OSError, TimeoutError, BrokerError) as exc:
             reason = _failure_reason(exc)
-            self._set_state("disconnected", reason)
-            self._emit("failed", reason, protocol=None, detail=_describe(exc))
+            self._set_state(LinkPhase.DISCONNECTED, reason)
+            self._emit(LinkEvent.FAILED, reason, protocol=None, detail=_describe(exc))
             delay = self._backoff.next_delay()
             log.warning(
                 "cannot connect to %s: %s; retrying in %.1f s",
@@ -426,9 +428,9 @@ class MqttTransport:
         if self._closing.is_set():
             return 0.0
         reason = reasons.disconnect_reason(connection.lost_reason)
-        self._set_state("disconnected", reason)
+        self._set_state(LinkPhase.DISCONNECTED, reason)
         self._emit(
-            "disconnected",
+            LinkEvent.DISCONNECTED,
             reason,
             reason_code=connection.lost_reason,
             lasted=round(lasted, 3),
@@ -493,8 +495,8 @@ class MqttTransport:
             if connect in done:
                 self._raise_connect_error(connect, version, connection)
                 log.info("connected (%s)", PROTOCOL_NAMES[version])
-                self._set_state("connected")
-                self._emit("connected", "connected", protocol=PROTOCOL_NAMES[version])
+                self._set_state(LinkPhase.CONNECTED)
+                self._emit(LinkEvent.CONNECTED, "connected", protocol=PROTOCOL_NAMES[version])
                 return connection
             if lost in done:
                 raise _NoConnackError("the broker closed the connection before answering CONNECT")

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 SHORT_SESSION_S = 30.0
 CONFLICT_DROPS = 3
 KEEP_EVENTS = 50
+
+
+class LinkEvent(StrEnum):
+    """What happened to the broker connection."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    REFUSED = "refused"  # a CONNACK with a failure code
+    FAILED = "failed"  # no connection, or no CONNACK
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +42,7 @@ class ConnectionEvent:
     """
 
     at: float
-    event: str
+    event: LinkEvent
     reason: str
     protocol: str | None = None
     reason_code: int | None = None
@@ -68,7 +78,7 @@ class ConnectionHistory:
     def add(self, event: ConnectionEvent) -> Diagnosis | None:
         """Record an event; return a diagnosis the first time one is reached."""
         self.events.append(event)
-        if event.event != "connected":
+        if event.event != LinkEvent.CONNECTED:
             self.counts[event.reason] += 1
         if event.reason == "client_id_conflict":
             return self._diagnose(
@@ -80,13 +90,13 @@ class ConnectionHistory:
         return self._track_pattern(event)
 
     def _track_pattern(self, event: ConnectionEvent) -> Diagnosis | None:
-        if event.event == "disconnected":
+        if event.event == LinkEvent.DISCONNECTED:
             short = event.lasted is not None and event.lasted <= SHORT_SESSION_S
             self._awaiting_reconnect = event if short and event.reason_code is None else None
             if not short:
                 self.stable()
             return None
-        if event.event == "connected":
+        if event.event == LinkEvent.CONNECTED:
             if self._awaiting_reconnect is not None:
                 self._short_drops.append(self._awaiting_reconnect)
                 self._awaiting_reconnect = None

@@ -20,6 +20,7 @@ from mqtthub import __version__
 from mqtthub.config import DEFAULT_MAX_REQUEST_BODY
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.store.database import Store
+from mqtthub.transport.base import LinkPhase
 from mqtthub.web import api, downlink, stream
 from mqtthub.web.guards import BodyLimit, HostCheck, SecurityHeaders, TokenGate
 from mqtthub.web.runtime import Runtime
@@ -143,7 +144,7 @@ def create_app(
             except StoreError as exc:
                 db_error = str(exc)
         body: dict[str, object] = {
-            "mqtt": link.phase if link.phase != "starting" else "connecting",
+            "mqtt": LinkPhase.CONNECTING if link.phase is LinkPhase.STARTING else link.phase,
             "db": "ok" if db_error is None else "unavailable",
             "broker": link.broker,
             "protocol": link.protocol,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqtthub.broker_config import hash_password, new_password, provisioning_refusal
+from mqtthub.downlink.states import CommandState, TaskState
 from mqtthub.errors import StoreConflictError
 from mqtthub.messages import DEVICE_ID_PATTERN
 from mqtthub.store import downlink as db
@@ -36,7 +37,7 @@ class TaskOut(BaseModel):
     recipient: str
     title: str
     body: str
-    state: Literal["queued", "delivered", "done", "expired"]
+    state: TaskState
     created_at: str
     expires_at: str | None
     delivered_at: str | None
@@ -76,7 +77,7 @@ class CommandOut(BaseModel):
     params: dict[str, Any] | None = Field(
         description="as sent; null when the stored value cannot be read back"
     )
-    state: Literal["sent", "replied", "timeout"]
+    state: CommandState
     created_at: str
     deadline: str
     replied_at: str | None
@@ -137,7 +138,7 @@ async def post_task(task: TaskIn, runtime: RuntimeDep) -> dict[str, Any]:
 def get_tasks(
     store: StoreDep,
     recipient: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
-    state: Literal["queued", "delivered", "done", "expired"] | None = None,
+    state: TaskState | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
