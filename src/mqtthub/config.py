@@ -136,7 +136,6 @@ class Settings(BaseSettings):
     auto_register: bool = True
     max_payload: int = Field(default=65536, ge=64, le=268435455)
     batch_size: int = Field(default=5000, ge=1, le=100000)
-    batch_linger_ms: int = Field(default=50, ge=0, le=10000)
     queue_size: int = Field(default=10000, ge=10, le=10_000_000)
 
     http_host: str = "127.0.0.1"
