@@ -93,7 +93,7 @@ def device_series(
     """
     if METRIC_PATTERN.fullmatch(metric) is None:
         return []
-    table: Any
+    conditions: list[Any]
     time_column: Any
     low: Any
     high: Any
@@ -106,15 +106,20 @@ def device_series(
         table, time_column = readings_1m, readings_1m.c.minute
         low, high = func.min(table.c.min), func.max(table.c.max)
         mean, count = func.sum(table.c.sum) / func.sum(table.c.count), func.sum(table.c.count)
+        conditions = [table.c.device_id == device_id, table.c.metric == metric]
     else:
-        table, time_column = samples, samples.c.ts
-        value = _metric_value(engine.dialect.name, metric)
-        low, high, mean, count = (
-            func.min(value),
-            func.max(value),
-            func.avg(value),
-            func.count(value),
+        # The metric's value taken out of each sample's JSON once (a materialized CTE),
+        # not once per aggregate.
+        raw = (
+            select(samples.c.ts, _metric_value(engine.dialect.name, metric).label("value"))
+            .where(samples.c.device_id == device_id)
+            .where(samples.c.ts >= since, samples.c.ts < until)
+            .cte("raw")
+            .prefix_with("MATERIALIZED")
         )
+        time_column, value = raw.c.ts, raw.c.value
+        low, high, mean, count = func.min(value), func.max(value), func.avg(value), func.count()
+        conditions = [value.is_not(None)]
     index = (
         func.floor((time_column - since) / bucket)
         if engine.dialect.name != "sqlite"
@@ -122,14 +127,10 @@ def device_series(
     )
     query = (
         select(index.label("bucket"), low, mean, high, count)
-        .where(table.c.device_id == device_id, time_column >= since, time_column < until)
+        .where(*conditions, time_column >= since, time_column < until)
         .group_by(index)
         .order_by(index)
     )
-    if table is readings_1m:
-        query = query.where(table.c.metric == metric)
-    else:
-        query = query.where(value.is_not(None))
     with engine.connect() as connection:
         return [
             {"ts": since + int(b) * bucket, "min": lo, "avg": avg, "max": hi, "count": int(n)}

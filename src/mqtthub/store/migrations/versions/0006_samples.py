@@ -61,6 +61,10 @@ def upgrade() -> None:
         connection.execute(insert, chunk)
     op.drop_table("readings")
     op.execute(VIEWS[dialect])
+    if dialect == "postgresql":
+        # Statistics now, not when autovacuum gets to it: without them the planner may
+        # prefer a bitmap scan and sort over the primary key's newest-first order.
+        op.execute("ANALYZE samples")
 
 
 def _grouped(connection: sa.Connection) -> Iterator[tuple[str, float, dict[str, float]]]:
