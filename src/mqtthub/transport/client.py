@@ -80,6 +80,8 @@ class _Connection:
         # Answers awaited by packet id: a late PUBACK or SUBACK never answers another request.
         self._pubacks: dict[int, asyncio.Future[int]] = {}
         self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
+        self._held = False  # backpressure: see hold()
+        self._guarded = False
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         handler = client._package_handler
@@ -142,6 +144,33 @@ class _Connection:
             )
 
         handler._handle_publish_packet = handle_publish
+
+    def hold(self, held: bool) -> None:
+        """Stop (True) or restart (False) reading from the socket.
+
+        gmqtt reads through an asyncio StreamReader that pauses and resumes the socket for
+        its own buffer; while held, its resumes are ignored, so only :meth:`hold` (False)
+        starts reading again.
+        """
+        connection = getattr(self.client, "_connection", None)
+        transport = getattr(connection, "_transport", None)
+        if transport is None or transport.is_closing():
+            return
+        if not self._guarded:
+            self._guarded = True
+            resume = transport.resume_reading
+
+            def guarded_resume() -> None:
+                if not self._held:
+                    resume()
+
+            transport.resume_reading = guarded_resume
+        self._held = held
+        with contextlib.suppress(RuntimeError):
+            if held:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def send_pubacks(self, packet_ids: Sequence[int]) -> None:
         """Acknowledge QoS 1 messages of this connection, in one write."""
@@ -302,6 +331,7 @@ class MqttTransport:
         self._on_subscribed = on_subscribed
         self._closing = asyncio.Event()
         self._current: _Connection | None = None
+        self._holding = False
         self.state = LinkState(LinkPhase.STARTING, None, None, time.time(), endpoint.display())
 
     async def run(self) -> None:
@@ -357,19 +387,17 @@ class MqttTransport:
         return MqttSession(connection, PROTOCOL_NAMES[version])
 
     def pause_reading(self) -> None:
-        """Stop reading from the socket (backpressure: the broker holds the messages)."""
-        self._socket_transport(lambda transport: transport.pause_reading())
+        """Stop reading from the socket (backpressure: the broker holds the messages),
+        also across a reconnect, until :meth:`resume_reading`."""
+        self._holding = True
+        if self._current is not None:
+            self._current.hold(True)
 
     def resume_reading(self) -> None:
         """Read from the socket again after :meth:`pause_reading`."""
-        self._socket_transport(lambda transport: transport.resume_reading())
-
-    def _socket_transport(self, action: Callable[[Any], None]) -> None:
-        connection = getattr(self._current.client, "_connection", None) if self._current else None
-        transport = getattr(connection, "_transport", None)
-        if transport is not None and not transport.is_closing():
-            with contextlib.suppress(RuntimeError):
-                action(transport)
+        self._holding = False
+        if self._current is not None:
+            self._current.hold(False)
 
     def _emit(self, event: LinkEvent, reason: str, **fields: Any) -> None:
         protocol = fields.pop("protocol", PROTOCOL_NAMES[self._version])
@@ -415,6 +443,8 @@ class MqttTransport:
             return delay
         started = time.monotonic()
         self._current = connection
+        if self._holding:
+            connection.hold(True)
         try:
             await self._subscribe(connection)
             if self._on_subscribed is not None:
