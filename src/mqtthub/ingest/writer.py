@@ -286,8 +286,10 @@ class BatchWriter:
 
     def _publish_events(self, batch: Batch) -> None:
         latest: dict[str, dict[str, dict[str, float]]] = {}
-        for device_id, metric, ts, value in batch.readings:
-            latest.setdefault(device_id, {})[metric] = {"value": value, "ts": ts}
+        for device_id, ts, metrics in batch.samples:
+            values = latest.setdefault(device_id, {})
+            for metric, value in metrics.items():
+                values[metric] = {"value": value, "ts": ts}
         reasons = {t.device_id: str(t.reason) for t in batch.transitions}
         for device_id, update in batch.devices.items():
             event: dict[str, Any] = {
