@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mqtthub.messages import Accepted, Kind, Reading, Reason, Rejected, Status, parse
-from mqtthub.presence import PresenceEngine, Transition
+from mqtthub.presence import DeviceState, PresenceEngine, Transition
 
 # Dead letters keep at most this much of an oversized payload, a topic and a detail.
 DEAD_LETTER_PAYLOAD_LIMIT = 4096
@@ -86,6 +86,8 @@ class Batch:
         samples: readings to store, one :data:`Sample` per device and time, in arrival
             order (a sensor message usually gives one; an array of timed objects one per
             distinct time).
+        presence_before: each device's presence before this batch touched it, so that a
+            batch the database refuses can be undone in the presence engine.
     """
 
     devices: dict[str, DeviceUpdate] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class Batch:
     transitions: list[Transition] = field(default_factory=list)
     accepted_by_kind: Counter[str] = field(default_factory=Counter)
     accepted: list[tuple[RawMessage, Accepted]] = field(default_factory=list)
+    presence_before: dict[str, DeviceState | None] = field(default_factory=dict)
 
     @property
     def stored(self) -> int:
@@ -191,6 +194,8 @@ def _apply(
     store_readings: bool,
 ) -> None:
     device_id = message.device_id
+    if device_id not in batch.presence_before:
+        batch.presence_before[device_id] = presence.snapshot(device_id)
     # Presence first: if it raises, this message has changed nothing in the batch yet.
     transition = presence.observe(message, received_at=raw.received_at, retained=raw.retain)
     batch.accepted_by_kind[message.kind] += 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mqtthub.messages import Accepted, Kind, Status
@@ -83,6 +83,21 @@ class PresenceEngine:
         self.default_timeout = default_timeout
         self.missed_intervals = missed_intervals
         self.devices: dict[str, DeviceState] = {}
+
+    def snapshot(self, device_id: str) -> DeviceState | None:
+        """A copy of what the engine knows about ``device_id`` now (None: nothing)."""
+        state = self.devices.get(device_id)
+        if state is None:
+            return None
+        return replace(state, intervals=deque(state.intervals, maxlen=state.intervals.maxlen))
+
+    def restore(self, snapshots: dict[str, DeviceState | None]) -> None:
+        """Put devices back as :meth:`snapshot` saw them (a batch that was not stored)."""
+        for device_id, state in snapshots.items():
+            if state is None:
+                self.devices.pop(device_id, None)
+            else:
+                self.devices[device_id] = state
 
     def load(self, device_id: str, state: DeviceState) -> None:
         """Seed the engine with a device's stored state (at start-up)."""

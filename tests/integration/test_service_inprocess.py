@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +21,9 @@ import httpx
 import pytest
 
 from mqtthub.config import load_settings
+from mqtthub.errors import StoreError
 from mqtthub.service import Service
+from mqtthub.store.database import Store
 from support.fake_transport import FakeTransport
 from support.ports import free_port
 
@@ -51,7 +54,12 @@ async def running_service(
     port = free_port()
     made: list[FakeTransport] = []
     service = Service(
-        load_settings(database_url=f"sqlite:///{database}", http_port=port, **settings),
+        load_settings(
+            database_url=f"sqlite:///{database}",
+            http_port=port,
+            embedded_broker="never",
+            **settings,
+        ),
         transport_factory=FakeTransport.factory(made),
     )
     running = asyncio.create_task(service.run())
@@ -81,6 +89,15 @@ def stored_values(database: Path, device_id: str) -> list[float]:
             "SELECT value FROM readings WHERE device_id = ? ORDER BY ts", (device_id,)
         ).fetchall()
     return [row[0] for row in rows]
+
+
+@pytest.fixture(autouse=True)
+def _own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from these tests only: no MQTTHUB_* variables or .env of the developer."""
+    for name in list(os.environ):
+        if name.startswith(("MQTTHUB_", "MQTT_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -172,3 +189,53 @@ def test_a_hostile_receipt_is_acknowledged_and_ingestion_goes_on(
             assert stored_values(database, "d1") == [2.0]
 
     run(scenario)
+
+
+def test_a_redelivery_in_the_same_batch_as_its_original_is_stored_once(tmp_path: Path) -> None:
+    """The original (its PUBACK lost) and the broker's DUP redelivery arrive together: one
+    reading, both acknowledged."""
+
+    async def scenario() -> None:
+        async with running_service(tmp_path) as (transport, _http, database):
+            ids = {
+                transport.deliver("devices/d1/sensor", b'{"t": 7.0}'),
+                transport.deliver("devices/d1/sensor", b'{"t": 7.0}', dup=True),
+            }
+            await until(lambda: ids <= set(transport.acknowledged), "both PUBACKs")
+            assert stored_values(database, "d1") == [7.0]
+
+    run(scenario)
+
+
+def test_a_refused_batch_is_written_one_by_one_with_presence_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses a whole batch once: every message is then written on its own,
+    the device's status change is stored with its presence event, and all are acknowledged."""
+    real_write = Store.write
+    refused: list[int] = []
+
+    def write(store: Store, batch: Any) -> None:
+        if len(batch.accepted) > 1 and not refused:
+            refused.append(len(batch.accepted))
+            raise StoreError("refused once, as a constraint might")
+        real_write(store, batch)
+
+    monkeypatch.setattr(Store, "write", write)
+
+    async def scenario() -> None:
+        async with running_service(tmp_path) as (transport, http, _database):
+            first = transport.deliver("devices/a/status", b"offline")
+            await until(lambda: first in transport.acknowledged, "the first PUBACK")
+            ids = {
+                transport.deliver("devices/a/status", b"online"),
+                transport.deliver("devices/a/sensor", b'{"t": 3.0}'),
+            }
+            await until(lambda: ids <= set(transport.acknowledged), "both PUBACKs")
+            device = (await http.get("/api/devices/a")).json()
+            events = (await http.get("/api/devices/a/events")).json()
+            assert device["status"] == "online"
+            assert [e["status"] for e in events][:1] == ["online"]
+
+    run(scenario)
+    assert refused == [2]

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.events import EventBus, RecentMessages
 from mqtthub.logutil import RateLimitedLog
-from mqtthub.messages import Accepted, Reason, Rejected, Status
+from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status
 from mqtthub.metrics import Metrics
 from mqtthub.pipeline import Batch, Parsed, RawMessage, build_batch, internal_error, parse_all
 from mqtthub.presence import PresenceEngine, Transition
@@ -187,15 +187,21 @@ class BatchWriter:
             log.exception(
                 "could not write a batch of %d messages; writing them one by one", len(messages)
             )
-            for message in messages:
-                await self._commit_alone(message)
-        else:
-            self._database_up()
-            self._account(batch, time.perf_counter() - started)
+            # Undo the batch in the presence engine, so each message is applied once.
+            await self._in_thread(self.presence.restore, batch.presence_before)
+            kept = [message for message in messages if await self._commit_alone(message)]
+            self._acknowledge([message.ack for message in kept if message.ack is not None])
+            return
         self._acknowledge([message.ack for message in messages if message.ack is not None])
+        self._database_up()
+        self._account(batch, time.perf_counter() - started)
 
-    async def _commit_alone(self, message: RawMessage) -> None:
-        """Write one message; if even that fails, keep it as a dead letter saying why."""
+    async def _commit_alone(self, message: RawMessage) -> bool:
+        """Write one message; if even that fails, keep it as a dead letter saying why.
+
+        Returns:
+            False when the database took neither: the message stays unacknowledged.
+        """
         started = time.perf_counter()
         try:
             batch = await self._retrying(self._prepare, [message])
@@ -211,12 +217,14 @@ class BatchWriter:
                 await self._retrying(self.store.write, batch)
             except Exception:
                 log.exception(
-                    "dropped a message on %s: the database takes neither it nor its dead letter",
+                    "left a message on %s unacknowledged: the database takes neither it nor "
+                    "its dead letter; the broker redelivers it on the next session",
                     message.topic[:200],
                 )
-                return
+                return False
         self._database_up()
         self._account(batch, time.perf_counter() - started)
+        return True
 
     def _prepare(self, messages: list[RawMessage]) -> Batch:
         """Parse, look up what needs the database, then apply presence (writer thread)."""
@@ -225,7 +233,7 @@ class BatchWriter:
         if not self._auto_register:
             ids = {p.result.device_id for p in parsed if isinstance(p.result, Accepted)}
             is_registered = self.store.registered(ids).__contains__
-        duplicates = {id(item) for item in parsed if self._stored_before(item)}
+        duplicates = self._redelivered(parsed) if any(m.dup for m in messages) else set()
         return build_batch(
             parsed,
             presence=self.presence,
@@ -233,12 +241,25 @@ class BatchWriter:
             already_stored=lambda item: id(item) in duplicates,
         )
 
-    def _stored_before(self, item: Parsed) -> bool:
-        """A redelivered message without its own ts: were its readings stored already?"""
-        result = item.result
-        if not item.raw.dup or not isinstance(result, Accepted) or result.timed:
-            return False
-        since = item.raw.received_at - self._redelivery_window
+    def _redelivered(self, parsed: list[Parsed]) -> set[int]:
+        """Redelivered messages without their own ts whose readings are stored already, in
+        the database or earlier in this batch (the ``id`` of each such item)."""
+        duplicates: set[int] = set()
+        earlier: set[tuple[str, Kind, frozenset[tuple[str, float]]]] = set()
+        for item in parsed:
+            result = item.result
+            if not isinstance(result, Accepted) or result.timed:
+                continue
+            values = frozenset((metric, value) for metric, value, _ts in result.readings)
+            key = (result.device_id, result.kind, values)
+            if item.raw.dup and (key in earlier or self._stored_before(item.raw, result)):
+                duplicates.add(id(item))
+            earlier.add(key)
+        return duplicates
+
+    def _stored_before(self, raw: RawMessage, result: Accepted) -> bool:
+        """Were the readings of this redelivered message without a ts stored already?"""
+        since = raw.received_at - self._redelivery_window
         return self.store.has_readings(result.device_id, result.readings, since)
 
     async def _expire(self) -> None:
