@@ -84,6 +84,10 @@ def serve(**flags: Any) -> None:
     mqtt://127.0.0.1:1883 (an embedded broker is started there if none is listening).
     """
     settings = _settings(**flags)
+    problem = settings.exposure_problem()
+    if problem is not None:
+        click.echo(f"mqtthub: configuration error\n{problem}", err=True)
+        sys.exit(2)
     configure_logging(settings.log_level)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     from mqtthub.service import Service  # imported here so --help stays fast

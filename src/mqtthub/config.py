@@ -23,7 +23,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -205,16 +204,21 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @model_validator(mode="after")
-    def _check_exposure(self) -> Settings:
-        if not is_loopback(self.http_host) and self.api_token is None:
-            raise ValueError(
-                f"MQTTHUB_HTTP_HOST={self.http_host!r} is not a loopback address and "
-                "MQTTHUB_API_TOKEN is not set, so anyone who reaches the port could read and "
-                "change devices: set MQTTHUB_API_TOKEN to a long random secret, or set "
-                "MQTTHUB_HTTP_HOST=127.0.0.1"
-            )
-        return self
+    def exposure_problem(self) -> str | None:
+        """Why ``serve`` must not listen with these settings, or None.
+
+        An API on a non-loopback address without a token would let anyone who reaches the
+        port read and change devices. Only ``serve`` checks this: ``doctor`` or ``listen``
+        run with the same ``.env`` serve no API.
+        """
+        if is_loopback(self.http_host) or self.api_token is not None:
+            return None
+        return (
+            f"MQTTHUB_HTTP_HOST={self.http_host!r} is not a loopback address and "
+            "MQTTHUB_API_TOKEN is not set, so anyone who reaches the port could read and "
+            "change devices: set MQTTHUB_API_TOKEN to a long random secret, or set "
+            "MQTTHUB_HTTP_HOST=127.0.0.1"
+        )
 
     @field_validator("log_level")
     @classmethod

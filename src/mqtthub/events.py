@@ -82,7 +82,8 @@ class RecentMessages:
                 "topic": topic,
                 "payload": payload[:2048].decode("utf-8", errors="replace"),
             }
-            for received_at, topic, payload in reversed(self._messages.get(device_id, ()))
+            # tuple() first: the writer may append while an HTTP thread reads.
+            for received_at, topic, payload in reversed(tuple(self._messages.get(device_id, ())))
         ]
 
     def forget(self, device_id: str) -> None:

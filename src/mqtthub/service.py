@@ -43,6 +43,7 @@ from mqtthub.web.runtime import Runtime
 
 log = logging.getLogger("mqtthub")
 SHUTDOWN_BUDGET_S = 8.0
+RETRY_CAP_S = 5.0  # longest wait between retries of a receipt while the database is down
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -251,6 +252,8 @@ class Service:
             log.error(
                 "could not flush the queue in time; unacknowledged messages stay at the broker"
             )
+        except Exception:  # e.g. the writer died on it: shut the rest down all the same
+            log.exception("could not flush the queue; unacknowledged messages stay at the broker")
         await asyncio.sleep(0)  # let acknowledgements of the last batch go out
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(transport.close(), timeout=3.0)
@@ -307,17 +310,23 @@ class Service:
     async def _downlink_message(
         self, routed: Routed, topic: str, payload: bytes, ack: object | None
     ) -> None:
-        """A receipt, reply or app status: stored, then acknowledged; a failure other than
-        a database outage becomes the message's dead letter."""
-        try:
-            await self.downlink.handle(routed, payload)
-        except StoreUnavailableError:
-            return  # the database is down: the broker redelivers it on the next session
-        except Exception as exc:
-            log.exception("could not handle a message on %s", topic[:200])
-            failure = internal_error(exc).detail
-            self._enqueue(RawMessage(topic, payload, 1, False, time.time(), ack, False, failure))
-            return
+        """A receipt, reply or app status: stored, then acknowledged; retried while the
+        database is down; any other failure becomes the message's dead letter."""
+        delay = 0.25
+        while True:
+            try:
+                await self.downlink.handle(routed, payload)
+                break
+            except StoreUnavailableError:  # the writer reports the outage
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_CAP_S)
+            except Exception as exc:
+                log.exception("could not handle a message on %s", topic[:200])
+                failure = internal_error(exc).detail
+                self._enqueue(
+                    RawMessage(topic, payload, 1, False, time.time(), ack, False, failure)
+                )
+                return
         self._acknowledge(ack)
 
     async def _publish_stats(self, runtime: Runtime) -> None:

@@ -17,7 +17,6 @@ import pytest
 from pydantic import SecretStr
 
 from mqtthub.config import load_settings
-from mqtthub.errors import ConfigError
 from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
 from mqtthub.store import downlink as db
@@ -71,6 +70,12 @@ def test_device_list_does_not_show_password_hashes_or_endpoints(tmp_path: Path) 
     with in_process_api(tmp_path, runtime=runtime) as api:
         created = api.request("POST", "/api/devices", json={"id": "prov1"})
         assert created.status_code == 201
+        assert created.json()["publish_topics"] == [  # what the generated ACL allows
+            "devices/prov1/status",
+            "devices/prov1/sensor",
+            "devices/prov1/heartbeat",
+            "devices/prov1/command/+/reply",
+        ]
         listed = api.get("/api/devices")
         assert [d["id"] for d in listed.json()] == ["prov1"]
         for item in (listed.json()[0], api.get("/api/devices/prov1").json()):
@@ -112,13 +117,15 @@ def test_allowed_hosts_setting_adds_names(tmp_path: Path) -> None:
         )
 
 
-def test_non_loopback_address_without_token_is_a_configuration_error() -> None:
-    """Listening on 0.0.0.0 without MQTTHUB_API_TOKEN is refused, naming both variables."""
-    with pytest.raises(ConfigError, match="MQTTHUB_API_TOKEN") as caught:
-        load_settings(http_host="0.0.0.0")
-    assert "MQTTHUB_HTTP_HOST" in str(caught.value)
-    assert load_settings(http_host="0.0.0.0", api_token=TOKEN).http_host == "0.0.0.0"
-    assert load_settings(http_host="127.0.0.2").http_host == "127.0.0.2"
+def test_non_loopback_address_without_token_is_a_problem_for_serve_only() -> None:
+    """Listening on 0.0.0.0 without MQTTHUB_API_TOKEN is refused, naming both variables;
+    the same settings still load for commands that serve no API (doctor, listen)."""
+    problem = load_settings(http_host="0.0.0.0").exposure_problem()
+    assert problem is not None
+    assert "MQTTHUB_API_TOKEN" in problem
+    assert "MQTTHUB_HTTP_HOST" in problem
+    assert load_settings(http_host="0.0.0.0", api_token=TOKEN).exposure_problem() is None
+    assert load_settings(http_host="127.0.0.2").exposure_problem() is None
 
 
 def test_serve_refuses_to_listen_publicly_without_a_token(tmp_path: Path) -> None:
@@ -319,7 +326,7 @@ def test_a_stored_command_that_cannot_be_read_does_not_break_the_list(
 
 
 def test_too_many_labels_are_refused(api: InProcessApi) -> None:
-    """A PATCH with 65 labels is 422; 20,000 labels (4 MB) never reach the database."""
+    """A PATCH with 65 labels is 422 (20,000 labels, 4.3 MB, used to be accepted)."""
     labels = {f"k{n}": "v" for n in range(65)}
     answer = api.request("PATCH", "/api/devices/d1", json={"labels": labels})
     assert answer.status_code == 422

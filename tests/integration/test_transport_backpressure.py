@@ -16,7 +16,8 @@ from mqtthub.transport.client import _Connection, _ManagedClient
 
 def test_the_readers_resume_does_not_undo_a_pause() -> None:
     """After hold(True), a resume_reading() from the stream reader leaves the socket
-    paused; hold(False) reads again."""
+    paused and gmqtt's keepalive watchdog does not count the silence; hold(False) reads
+    again."""
 
     async def scenario() -> list[bool]:
         server = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
@@ -24,17 +25,22 @@ def test_the_readers_resume_does_not_undo_a_pause() -> None:
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         socket_transport = writer.transport
         client = _ManagedClient("backpressure-test")
-        client._connection = SimpleNamespace(_transport=socket_transport)
+        gmqtt_connection = SimpleNamespace(
+            _transport=socket_transport, _last_data_in=0.0, _keep_connection=lambda: None
+        )
+        client._connection = gmqtt_connection
         connection = _Connection(client, 5)
         seen = []
         connection.hold(True)
         seen.append(socket_transport.is_reading())
         socket_transport.resume_reading()  # what asyncio.StreamReader does once drained
         seen.append(socket_transport.is_reading())
+        gmqtt_connection._keep_connection()  # gmqtt's keepalive watchdog, while held
+        seen.append(gmqtt_connection._last_data_in > 0)  # the silence is ours, not the broker's
         connection.hold(False)
         seen.append(socket_transport.is_reading())
         writer.close()
         server.close()
         return seen
 
-    assert asyncio.run(scenario()) == [False, False, True]
+    assert asyncio.run(scenario()) == [False, False, True, True]

@@ -36,7 +36,7 @@ from mqtthub.errors import StoreError
 from mqtthub.messages import Reading, Status
 from mqtthub.pipeline import Batch, DeadLetter, DeviceUpdate
 from mqtthub.presence import DeviceState, Transition
-from mqtthub.store.errors import translated
+from mqtthub.store.errors import first_line, translated
 from mqtthub.store.samples import SampleWriter, has_sample
 from mqtthub.store.schema import (
     connection_events,
@@ -115,7 +115,7 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open database {self.engine.url.render_as_string(hide_password=True)}: "
-                f"{_short(exc)}"
+                f"{first_line(exc)}"
             ) from None
 
     def close(self) -> None:
@@ -312,10 +312,6 @@ _DEVICE_STATUS = (
         status_changed_at=bindparam("at"),
     )
 )
-
-
-def _short(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
 def record_connection_event(engine: Engine, event: dict[str, Any]) -> None:

@@ -13,11 +13,13 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import (
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mqtthub.errors import StoreConflictError, StoreError, StoreUnavailableError
 
@@ -27,7 +29,8 @@ def translated() -> Iterator[None]:
     """Re-raise SQLAlchemy errors of the block as the matching :class:`StoreError`."""
     try:
         yield
-    except (OperationalError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError) as exc:
+        # Unreachable, or every pooled connection busy: the same call may work later.
         raise StoreUnavailableError(first_line(exc)) from exc
     except IntegrityError as exc:
         raise StoreConflictError(first_line(exc)) from exc

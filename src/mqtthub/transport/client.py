@@ -150,21 +150,30 @@ class _Connection:
 
         gmqtt reads through an asyncio StreamReader that pauses and resumes the socket for
         its own buffer; while held, its resumes are ignored, so only :meth:`hold` (False)
-        starts reading again.
+        starts reading again, and gmqtt's keepalive watchdog does not count the silence.
         """
-        connection = getattr(self.client, "_connection", None)
+        connection: Any = getattr(self.client, "_connection", None)
         transport = getattr(connection, "_transport", None)
         if transport is None or transport.is_closing():
             return
         if not self._guarded:
             self._guarded = True
             resume = transport.resume_reading
+            keep_connection = connection._keep_connection
 
             def guarded_resume() -> None:
                 if not self._held:
                     resume()
 
+            def keep_connection_while_held() -> None:
+                # Nothing is read while held, PINGRESP included: that is our choice, not a
+                # dead broker, so gmqtt's watchdog must not close the connection for it.
+                if self._held:
+                    connection._last_data_in = time.monotonic()
+                keep_connection()
+
             transport.resume_reading = guarded_resume
+            connection._keep_connection = keep_connection_while_held
         self._held = held
         with contextlib.suppress(RuntimeError):
             if held:

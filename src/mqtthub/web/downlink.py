@@ -8,7 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mqtthub.broker_config import hash_password, new_password, provisioning_refusal
+from mqtthub.broker_config import (
+    device_publish_topics,
+    hash_password,
+    new_password,
+    provisioning_refusal,
+)
 from mqtthub.downlink.states import CommandState, TaskState
 from mqtthub.errors import StoreConflictError
 from mqtthub.messages import DEVICE_ID_PATTERN
@@ -98,7 +103,7 @@ class DeviceIn(BaseModel):
             "backend's MQTT username, 'mqtthub' or anything starting with 'mqtthub-'.",
         ),
     ]
-    name: Annotated[str, Field(max_length=128)] | None = None
+    name: Annotated[str, Field(max_length=128, pattern=ONE_LINE)] | None = None
 
 
 class Provisioned(BaseModel):
@@ -108,7 +113,7 @@ class Provisioned(BaseModel):
     username: str
     password: str
     broker_url: str
-    publish_topics: str
+    publish_topics: list[str]  # exactly what the generated broker ACL lets it publish to
     command_topic: str
 
 
@@ -212,6 +217,6 @@ async def provision_device(
         "username": device.id,
         "password": password,
         "broker_url": runtime.device_endpoint,
-        "publish_topics": f"{prefix}/{device.id}/#",
+        "publish_topics": device_publish_topics(prefix, device.id),
         "command_topic": f"{prefix}/{device.id}/command",
     }
