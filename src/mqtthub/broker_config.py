@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mqtthub.config import LOCAL_HOSTS
 from mqtthub.messages import Kind
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 uses for $7$
@@ -37,7 +38,6 @@ DEVICE_ID_RULE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """Device ids that every broker file can hold: ASCII letters, digits, ``_ . -``."""
 PRIVATE = 0o600
 PUBLIC = 0o644
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -180,7 +180,7 @@ def device_listener(endpoint: str) -> DeviceListener:
     tls = parts.scheme in {"mqtts", "ssl"}
     port = parts.port or (8883 if tls else 1883)
     host = parts.hostname or ""
-    return DeviceListener(port, tls, host if host in _LOOPBACK else None)
+    return DeviceListener(port, tls, host if host in LOCAL_HOSTS else None)
 
 
 def mosquitto_conf(*, folder: Path, listener: DeviceListener) -> str:

@@ -31,7 +31,9 @@ from mqtthub.errors import ConfigError
 TLS_PORTS = frozenset({8883, 18883})
 DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_DATABASE_URL = "sqlite:///data/mqtthub.db"
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: The names of this machine's loopback interface, in the order the API lists them.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+LOCAL_HOSTS = frozenset(LOOPBACK_NAMES)
 #: Addresses that mean "every interface": not a name clients reach the API under.
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 DEFAULT_MAX_REQUEST_BODY = 1024 * 1024
@@ -252,7 +254,7 @@ class Settings(BaseSettings):
     def trusted_hosts(self) -> tuple[str, ...]:
         """Host header names the API answers to: the loopback names, ``MQTTHUB_HTTP_HOST``
         when it is a specific address, and ``MQTTHUB_ALLOWED_HOSTS``."""
-        names = ["127.0.0.1", "localhost", "::1"]
+        names = list(LOOPBACK_NAMES)
         if self.http_host not in WILDCARD_HOSTS:
             names.append(self.http_host.strip("[]").lower())
         names.extend(_host_list(self.allowed_hosts))

@@ -198,7 +198,8 @@ def _device(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _checked_id(device_id: str) -> str:
+def checked_id(device_id: str) -> str:
+    """``device_id`` from a URL; 404 when it cannot be a device id."""
     if not DEVICE_ID_PATTERN.fullmatch(device_id):
         raise HTTPException(404, "no such device")
     return device_id
@@ -236,7 +237,7 @@ def list_devices(
 @router.get("/devices/{device_id}", response_model=DeviceDetail, tags=["devices"])
 def get_device(device_id: str, store: StoreDep) -> dict[str, Any]:
     """One device: status, first and last seen, and ``latest`` value per metric."""
-    row = store.read(queries.get_device, _checked_id(device_id))
+    row = store.read(queries.get_device, checked_id(device_id))
     if row is None:
         raise HTTPException(404, "no such device")
     return _device(row)
@@ -254,7 +255,7 @@ def get_readings(
     """A device's readings, newest first."""
     rows = store.read(
         queries.device_readings,
-        _checked_id(device_id),
+        checked_id(device_id),
         metric=metric,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
@@ -268,7 +269,7 @@ def get_device_events(
     device_id: str, store: StoreDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[dict[str, Any]]:
     """A device's presence transitions (online/offline with the reason), newest first."""
-    if store.read(queries.get_device, _checked_id(device_id)) is None:
+    if store.read(queries.get_device, checked_id(device_id)) is None:
         raise HTTPException(404, "no such device")
     rows = store.read(queries.device_events, device_id, limit=limit, offset=offset)
     for row in rows:
@@ -318,7 +319,7 @@ def get_series(
         raise HTTPException(422, "too many buckets: choose a larger bucket")
     rows = store.read(
         queries.device_series,
-        _checked_id(device_id),
+        checked_id(device_id),
         metric=metric,
         since=start,
         until=end,
@@ -332,14 +333,14 @@ def get_series(
 @router.get("/devices/{device_id}/messages", response_model=list[RecentMessage], tags=["devices"])
 def get_recent_messages(device_id: str, runtime: RuntimeDep) -> list[dict[str, Any]]:
     """The device's last raw messages seen by this process, newest first."""
-    messages = runtime.recent.of(_checked_id(device_id))
+    messages = runtime.recent.of(checked_id(device_id))
     return [{**m, "received_at": iso(m["received_at"])} for m in messages]
 
 
 @router.delete("/devices/{device_id}", status_code=204, tags=["devices"])
 async def delete_device(device_id: str, runtime: RuntimeDep) -> Response:
     """Remove a device with its readings, events and dead letters."""
-    if not await runtime.forget_device(_checked_id(device_id)):
+    if not await runtime.forget_device(checked_id(device_id)):
         raise HTTPException(404, "no such device")
     return Response(status_code=204)
 
@@ -353,7 +354,7 @@ async def patch_device(
     if "labels" in values:
         values["labels"] = json.dumps(values["labels"]) if values["labels"] is not None else None
     status = Status(patch.status) if patch.status else None
-    if not await runtime.configure_device(_checked_id(device_id), values, status):
+    if not await runtime.configure_device(checked_id(device_id), values, status):
         raise HTTPException(404, "no such device")
     return await run_in_threadpool(get_device, device_id, store)  # off the event loop
 

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from mqtthub import __version__
-from mqtthub.config import DEFAULT_MAX_REQUEST_BODY
+from mqtthub.config import DEFAULT_MAX_REQUEST_BODY, LOOPBACK_NAMES
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.store.database import Store
 from mqtthub.transport.base import LinkPhase
@@ -29,7 +29,6 @@ STATIC = Path(__file__).with_name("static")
 PLOTLY_JS = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
 # Swagger UI's files as the fastapi-offline package ships them (no CDN).
 SWAGGER_UI = Path(str(resources.files("fastapi_offline") / "static"))
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:

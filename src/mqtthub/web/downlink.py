@@ -16,9 +16,8 @@ from mqtthub.broker_config import (
 )
 from mqtthub.downlink.states import CommandState, TaskState
 from mqtthub.errors import StoreConflictError
-from mqtthub.messages import DEVICE_ID_PATTERN
 from mqtthub.store import downlink as db
-from mqtthub.web.api import ONE_LINE, Limit, Offset, RuntimeDep, StoreDep, iso
+from mqtthub.web.api import ONE_LINE, Limit, Offset, RuntimeDep, StoreDep, checked_id, iso
 
 router = APIRouter()
 Recipient = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -158,10 +157,8 @@ def get_tasks(
 async def post_command(device_id: str, command: CommandIn, runtime: RuntimeDep) -> dict[str, Any]:
     """Publish a command to ``devices/{id}/command``; the device replies on
     ``devices/{id}/command/{command_id}/reply``."""
-    if not DEVICE_ID_PATTERN.fullmatch(device_id):
-        raise HTTPException(404, "no such device")
     sent = await _downlink(runtime).post_command(
-        device_id=device_id,
+        device_id=checked_id(device_id),
         command=command.command,
         params=command.params,
         reply_within=command.timeout,
@@ -174,9 +171,7 @@ def get_commands(
     device_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[dict[str, Any]]:
     """A device's commands, newest first."""
-    if not DEVICE_ID_PATTERN.fullmatch(device_id):
-        raise HTTPException(404, "no such device")
-    rows = store.read(db.list_commands, device_id, limit=limit)
+    rows = store.read(db.list_commands, checked_id(device_id), limit=limit)
     return [_times(r, "created_at", "deadline", "replied_at") for r in rows]
 
 
