@@ -34,6 +34,7 @@ from mqtthub.config import MqttVersion, build_ssl_context, load_settings
 from mqtthub.errors import ConfigError
 from mqtthub.simulation_values import ConnectPacer, FleetConfig, FleetSummary
 from mqtthub.transport.backoff import Backoff
+from mqtthub.transport.client import ManagedClient
 
 __all__ = ["FleetConfig", "FleetSummary", "raise_fd_limit", "run_fleet", "simulate"]
 
@@ -44,13 +45,6 @@ GOODBYE_GAP = 0.1  # so the goodbye's ts follows serve's receipt of the previous
 ProgressHandler = Callable[[FleetSummary, float], None]  # the live summary, messages/s
 
 
-class _DeviceClient(gmqtt.Client):  # type: ignore[misc]
-    """gmqtt without its own reconnect loop: the device decides when to reconnect."""
-
-    def _allow_reconnect(self) -> bool:
-        return False
-
-
 class _AttemptError(Exception):
     """A connection attempt failed: ``args`` are (reason, permanent)."""
 
@@ -58,7 +52,7 @@ class _AttemptError(Exception):
 class _Link:
     """One connection of one device: its gmqtt client, and whether it was lost."""
 
-    def __init__(self, client: _DeviceClient, wake: asyncio.Event) -> None:
+    def __init__(self, client: ManagedClient, wake: asyncio.Event) -> None:
         self.client, self._wake = client, wake
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         client.on_disconnect = self._on_disconnect
@@ -154,7 +148,7 @@ class _Device:
         """One connection attempt, bounded by ``connect_timeout``."""
         config, endpoint = self.fleet.config, self.fleet.config.endpoint
         will = gmqtt.Message(self.topic + "status", b"offline", qos=1, retain=False)
-        client = _DeviceClient(self.client_id, will_message=will, logger=_GMQTT_LOG)
+        client = ManagedClient(self.client_id, will_message=will, logger=_GMQTT_LOG)
         if self.username:
             client.set_auth_credentials(self.username, self.password)
         link = _Link(client, self.wake)

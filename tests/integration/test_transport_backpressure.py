@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from mqtthub.transport.client import _Connection, _ManagedClient
+from mqtthub.transport.client import ManagedClient, _Connection
 
 
 def test_the_readers_resume_does_not_undo_a_pause() -> None:
@@ -24,7 +24,7 @@ def test_the_readers_resume_does_not_undo_a_pause() -> None:
         port = server.sockets[0].getsockname()[1]
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         socket_transport = writer.transport
-        client = _ManagedClient("backpressure-test")
+        client = ManagedClient("backpressure-test")
         gmqtt_connection = SimpleNamespace(
             _transport=socket_transport, _last_data_in=0.0, _keep_connection=lambda: None
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
-from mqtthub.transport.client import _Connection, _ManagedClient
+from mqtthub.transport.client import ManagedClient, _Connection
 
 
 def _varint(value: int) -> bytes:
@@ -30,7 +30,7 @@ def _publish_body(topic: bytes, packet_id: int | None, properties: bytes | None)
 
 def _received(version: int, header: int, body: bytes) -> list[tuple[Any, ...]]:
     seen: list[tuple[Any, ...]] = []
-    client = _ManagedClient("parse-test")
+    client = ManagedClient("parse-test")
     _Connection(client, version, lambda *message: seen.append(message))
     client._package_handler._handle_publish_packet(header, body)
     return [(t, p, q, r, d, None if a is None else a.packet_id) for t, p, q, r, d, a in seen]

@@ -54,8 +54,9 @@ class _NoConnackError(BrokerError):
     """The broker closed the connection before answering CONNECT."""
 
 
-class _ManagedClient(gmqtt.Client):  # type: ignore[misc]
-    """A gmqtt client that never reconnects by itself: MqttTransport decides when."""
+class ManagedClient(gmqtt.Client):  # type: ignore[misc]
+    """A gmqtt client that never reconnects by itself: its owner (MqttTransport, a
+    simulated device) decides when."""
 
     def _allow_reconnect(self) -> bool:
         return False
@@ -70,7 +71,7 @@ class _Connection:
     """
 
     def __init__(
-        self, client: _ManagedClient, version: int, on_publish: MessageHandler | None = None
+        self, client: ManagedClient, version: int, on_publish: MessageHandler | None = None
     ) -> None:
         self.client = client
         self.version = version
@@ -565,7 +566,7 @@ class MqttTransport:
             )
         raise exc
 
-    def _new_client(self, version: int) -> _ManagedClient:
+    def _new_client(self, version: int) -> ManagedClient:
         properties: dict[str, Any] = {}
         if version == MQTTv50 and self._session_expiry:
             properties["session_expiry_interval"] = self._session_expiry
@@ -575,7 +576,7 @@ class MqttTransport:
             properties["maximum_packet_size"] = self._maximum_packet_size
         gmqtt_log = logging.getLogger("mqtthub.mqtt.gmqtt")
         will = gmqtt.Message(self._will[0], self._will[1], qos=1) if self._will else None
-        client = _ManagedClient(
+        client = ManagedClient(
             self.client_id,
             clean_session=self._clean_start,
             optimistic_acknowledgement=False,
