@@ -10,22 +10,28 @@ Starts its own Mosquitto on a free 127.0.0.1 port and measures, in this order:
 2. ``stored_rate``: messages/s ``mqtthub serve`` stores for the same burst, QoS 0 and 1,
    SQLite and PostgreSQL, with the ratio to the broker rate of the same round;
 3. ``latency``: publish-to-stored p50/p99 at 25/50/90 % of the stored rate just measured
-   (SQLite, QoS 1);
-4. ``presence``: device death (SIGKILL, SIGSTOP) to offline in the API, split into the
+   and at a steady 5,000 msg/s (SQLite, QoS 1);
+4. ``soak``: serve's RSS over 5 minutes of a steady QoS 1 load at 80 % of the SQLite
+   QoS 1 stored rate just measured, sampled every 5 s;
+5. ``presence``: device death (SIGKILL, SIGSTOP) to offline in the API, split into the
    broker's part and mqtthub's;
-5. ``memory``: serve's RSS with 1,000 and 10,000 simulated devices online.
+6. ``memory``: serve's RSS with 1,000 and 10,000 simulated devices online;
+7. ``series``: the chart query over a week of 1 Hz readings (``series_query.py``).
 
-Full mode repeats every rate three times (median) and takes about 5 minutes on 2 cores;
-``--quick`` uses tiny numbers and takes well under a minute. Writes ``results.json``,
-``results.md`` and ``results.png`` to ``--out`` (default ``benchmarks/results``), prints
-progress to stderr and one JSON object (the results) to stdout. Exit status 0 when
-every measurement produced its figures, 1 when one failed (``errors`` says which).
+``targets`` puts issue 11's targets next to the figures. Full mode repeats every rate
+three times (median) and takes about 11 minutes on 2 cores; ``--quick`` uses tiny numbers
+(one load level, a 4 s soak, a day of series) and takes well under a minute. Writes
+``results.json``, ``results.md`` and ``results.png`` to ``--out`` (default
+``benchmarks/results``), prints progress to stderr and one JSON object (the results) to
+stdout. Exit status 0 when every measurement produced its figures, 1 when one failed
+(``errors`` says which).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -45,6 +51,8 @@ from suite.plot import plot
 from suite.presence import measure_presence
 from suite.procs import Broker, log
 from suite.report import evaluate_targets, machine_facts, markdown
+from suite.series import measure_series
+from suite.soak import measure_soak
 from suite.throughput import measure_rates
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -58,19 +66,64 @@ class Plan:
     repeats: int  # rounds of every rate measurement
     loads: tuple[float, ...]  # fractions of the max stored rate for the latency runs
     latency_seconds: float  # per load level
+    fixed_rates: tuple[float, ...]  # msg/s of the fixed-rate latency levels
+    fixed_seconds: float  # per fixed-rate level
+    soak_fraction: float  # of the max stored rate (SQLite, QoS 1)
+    soak_seconds: float
+    soak_interval: float  # seconds between RSS samples
+    soak_warmup: float  # seconds before the RSS that growth is measured from
     presence_devices: int  # per way of dying
     fleet_sizes: tuple[int, ...]  # simulated devices for the memory figure
     settle: float  # seconds before each RSS reading
+    series_days: int  # of 1 Hz readings behind the chart query
+    series_repeat: int
 
 
 PLANS = {
-    "full": Plan(50_000, 3, (0.25, 0.5, 0.9), 8.0, 3, (1_000, 10_000), 2.0),
-    "quick": Plan(3_000, 1, (0.25, 0.5, 0.9), 1.0, 1, (50, 200), 0.5),
+    "full": Plan(
+        burst=50_000,
+        repeats=3,
+        loads=(0.25, 0.5, 0.9),
+        latency_seconds=8.0,
+        fixed_rates=(5_000.0,),
+        fixed_seconds=20.0,
+        soak_fraction=0.8,
+        soak_seconds=300.0,
+        soak_interval=5.0,
+        soak_warmup=60.0,
+        presence_devices=3,
+        fleet_sizes=(1_000, 10_000),
+        settle=2.0,
+        series_days=7,
+        series_repeat=15,
+    ),
+    "quick": Plan(
+        burst=3_000,
+        repeats=1,
+        loads=(0.5,),
+        latency_seconds=1.0,
+        fixed_rates=(5_000.0,),
+        fixed_seconds=1.0,
+        soak_fraction=0.8,
+        soak_seconds=4.0,
+        soak_interval=0.5,
+        soak_warmup=1.5,
+        presence_devices=1,
+        fleet_sizes=(50, 200),
+        settle=0.5,
+        series_days=1,
+        series_repeat=3,
+    ),
 }
 
 
 def _section(results: dict[str, Any], name: str, run: Callable[[], dict[str, Any]]) -> None:
-    """Run one measurement; on failure record the error and go on with the next."""
+    """Run one measurement; on failure record the error and go on with the next.
+
+    Dirty pages of the sections before are flushed first (``os.sync``): their writeback
+    would otherwise compete with this section for the disk and the CPU.
+    """
+    os.sync()
     started = time.monotonic()
     log(f"{name} ...")
     try:
@@ -99,11 +152,30 @@ def run_suite(plan: Plan, workroot: Path, results: dict[str, Any]) -> None:
                 results,
                 "latency",
                 lambda: measure_latency(
-                    broker, workroot, max_rate, plan.loads, plan.latency_seconds
+                    broker,
+                    workroot,
+                    max_rate,
+                    plan.loads,
+                    plan.latency_seconds,
+                    fixed_rates=plan.fixed_rates,
+                    fixed_seconds=plan.fixed_seconds,
+                ),
+            )
+            _section(
+                results,
+                "soak",
+                lambda: measure_soak(
+                    broker,
+                    workroot,
+                    max_rate,
+                    fraction=plan.soak_fraction,
+                    seconds=plan.soak_seconds,
+                    interval=plan.soak_interval,
+                    warmup=plan.soak_warmup,
                 ),
             )
         else:
-            results["errors"].append("latency: skipped, no stored rate for SQLite QoS 1")
+            results["errors"].append("latency, soak: skipped, no stored rate for SQLite QoS 1")
         _section(
             results, "presence", lambda: measure_presence(broker, workroot, plan.presence_devices)
         )
@@ -114,6 +186,7 @@ def run_suite(plan: Plan, workroot: Path, results: dict[str, Any]) -> None:
         )
     finally:
         broker.stop()
+    _section(results, "series", lambda: measure_series(plan.series_days, plan.series_repeat))
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:

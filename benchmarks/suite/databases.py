@@ -42,6 +42,17 @@ class Database:
                 row = connection.execute(query.replace("?", "%s"), params).fetchone()
         return None if row is None else row[0]
 
+    def files_mib(self) -> tuple[float, float]:
+        """Sizes of a SQLite database file and of its write-ahead log, MiB (0 if absent)."""
+        assert self.sqlite_path is not None
+        sizes = []
+        for path in (self.sqlite_path, self.sqlite_path.with_name(self.sqlite_path.name + "-wal")):
+            try:
+                sizes.append(path.stat().st_size / 2**20)
+            except FileNotFoundError:
+                sizes.append(0.0)
+        return sizes[0], sizes[1]
+
     def first_received(self) -> float | None:
         """Serve's receive time of the earliest reading (readings without ``ts`` carry it)."""
         value = self.scalar("SELECT min(ts) FROM readings")

@@ -62,50 +62,93 @@ def _get(data: Any, *path: Any) -> Any:
     return data
 
 
-def _level(results: dict[str, Any], load: float) -> dict[str, Any] | None:
+def _fixed_level(results: dict[str, Any], rate: float) -> dict[str, Any] | None:
     for level in _get(results, "latency", "levels") or []:
-        if abs(level["load"] - load) < 1e-9:
+        if level.get("fixed") and abs(level["target_rate"] - rate) < 1e-6:
             return dict(level)
     return None
 
 
+#: Issue 11's targets: (figure, unit, higher is better, target, stretch or None, where).
+TARGET_RATE = 5_000.0
+TARGETS: tuple[tuple[str, str, bool, float, float | None, tuple[Any, ...]], ...] = (
+    (
+        "stored/broker, QoS 1, SQLite (50k burst)",
+        "",
+        True,
+        0.5,
+        0.8,
+        ("stored_rate", "sqlite", "qos1", "ratio"),
+    ),
+    (
+        "stored/broker, QoS 1, PostgreSQL",
+        "",
+        True,
+        0.35,
+        0.6,
+        ("stored_rate", "postgresql", "qos1", "ratio"),
+    ),
+    (
+        "stored/broker, QoS 0, SQLite",
+        "",
+        True,
+        0.3,
+        0.5,
+        ("stored_rate", "sqlite", "qos0", "ratio"),
+    ),
+    ("p99 publish-to-stored, 5,000 msg/s, SQLite", "ms", False, 50, 20, ("fixed", "p99_ms")),
+    ("p50 publish-to-stored, 5,000 msg/s, SQLite", "ms", False, 10, None, ("fixed", "p50_ms")),
+    (
+        "RSS growth after warm-up (5 min at 80%)",
+        "%",
+        False,
+        5.0,
+        None,
+        ("soak", "growth_after_warmup_pct"),
+    ),
+    ("week-long series query", "ms", False, 15, None, ("series", "series_api_ms")),
+)
+
+
+def _bound(higher: bool, value: float, unit: str) -> str:
+    if unit == "%":
+        return f"< {value:g} % (flat)"
+    return f"{'>=' if higher else '<='} {value:g}{(' ' + unit) if unit else ''}"
+
+
+def _measured(results: dict[str, Any], where: tuple[Any, ...]) -> Any:
+    if where[0] == "fixed":
+        return _get(_fixed_level(results, TARGET_RATE), *where[1:])
+    if where[0] == "series" and _get(results, "series", "days") != 7:
+        return None  # only a week counts (the quick run times a day)
+    return _get(results, *where)
+
+
+def _met(value: Any, higher: bool, bound: float | None, strict: bool) -> bool | None:
+    if value is None or bound is None:
+        return None
+    if strict:
+        return bool(value < bound)
+    return bool(value >= bound if higher else value <= bound)
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The project's stated targets next to this run's figures."""
-    stored = results.get("stored_rate") or {}
-    half = _level(results, 0.5)
-    rows = [
-        ("stored/broker, QoS 1, SQLite", ">= 0.8", _get(stored, "sqlite", "qos1", "ratio"), 0.8),
-        (
-            "stored/broker, QoS 1, PostgreSQL",
-            ">= 0.6",
-            _get(stored, "postgresql", "qos1", "ratio"),
-            0.6,
-        ),
-        (
-            "stored msg/s, QoS 1, SQLite",
-            ">= 30000",
-            _get(stored, "sqlite", "qos1", "median"),
-            30000,
-        ),
-    ]
-    targets = [
-        {
-            "name": name,
-            "target": text,
-            "measured": value,
-            "met": None if value is None else value >= bound,
-        }
-        for name, text, value, bound in rows
-    ]
-    p99 = None if half is None else half["p99_ms"]
-    targets.append(
-        {
-            "name": "p99 publish-to-stored at 50% load (ms)",
-            "target": "< 50",
-            "measured": p99,
-            "met": None if p99 is None else p99 < 50,
-        }
-    )
+    """Issue 11's targets (and stretch goals) next to this run's figures."""
+    targets = []
+    for name, unit, higher, target, stretch, where in TARGETS:
+        value = _measured(results, where)
+        strict = unit == "%"
+        targets.append(
+            {
+                "name": name,
+                "unit": unit,
+                "target": _bound(higher, target, unit),
+                "stretch": None if stretch is None else _bound(higher, stretch, unit),
+                "measured": value,
+                "met": _met(value, higher, target, strict),
+                "stretch_met": _met(value, higher, stretch, strict),
+            }
+        )
     return targets
 
 
@@ -126,20 +169,27 @@ def _rate_rows(results: dict[str, Any]) -> list[str]:
             run = _get(results, "stored_rate", kind, qos) or {}
             rows.append(
                 f"| mqtthub serve, {kind} | {qos[-1]} | {_fmt(run.get('median'))} "
-                f"| {_fmt(run.get('ratio'), 2)} |"
+                f"| {_fmt(run.get('ratio'), 3)} |"
             )
     return rows
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The run as Markdown: throughput, latency, presence, memory, targets."""
+    """The run as Markdown: throughput, latency, presence, memory, soak, series, targets."""
     lines = ["| figure | QoS | msg/s (median) | ratio to broker |", "|---|---|---|---|"]
     lines += _rate_rows(results)
-    lines += ["", "| load | target msg/s | achieved msg/s | p50 ms | p99 ms | max ms |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines += [
+        "",
+        "| load | target msg/s | achieved msg/s | p50 ms | p99 ms | max ms | mean batch "
+        "| WAL at the end MiB |",
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|")
     for level in _get(results, "latency", "levels") or []:
-        cells = [f"{level['load']:.0%}", _fmt(level["target_rate"]), _fmt(level["achieved_rate"])]
-        cells += [_fmt(level[key], 1) for key in ("p50_ms", "p99_ms", "max_ms")]
+        load = f"{level['load']:.0%}"
+        label = f"{level['label']} ({load} of max)" if level.get("fixed") else load
+        cells = [label, _fmt(level["target_rate"]), _fmt(level["achieved_rate"])]
+        keys = ("p50_ms", "p99_ms", "max_ms", "mean_batch", "wal_end_mib")
+        cells += [_fmt(level.get(key), 1) for key in keys]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -163,16 +213,60 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {level['devices']:,} | {level['rss_mib']:.1f} | {level['idle_rss_mib']:.1f} "
             f"| {level['kib_per_device']:.1f} | {level['seconds_to_all_online']:.1f} |"
         )
-    lines += ["", "| target | stated | measured | met |", "|---|---|---|---|"]
+    lines += _soak_rows(results) + _series_rows(results)
+    lines += ["", "| figure | target | stretch | measured | met | stretch met |"]
+    lines.append("|---|---|---|---|---|---|")
     for target in results.get("targets", []):
         measured = target["measured"]
-        shown = (
-            "n/a"
-            if measured is None
-            else f"{measured:,.2f}"
-            if measured < 100
-            else f"{measured:,.0f}"
-        )
-        met = {True: "yes", False: "**no**", None: "n/a"}[target["met"]]
-        lines.append(f"| {target['name']} | {target['target']} | {shown} | {met} |")
+        shown = format_measured(measured, target["unit"])
+        met = {True: "yes", False: "**no**", None: "n/a"}
+        cells = [target["name"], target["target"], target["stretch"] or "", shown]
+        cells += [
+            met[target["met"]],
+            "" if target["stretch"] is None else met[target["stretch_met"]],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def format_measured(value: float | None, unit: str) -> str:
+    """A target's figure as shown: ratios with 3 decimals (0.347 is not 0.35), others 1."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if not unit else f"{value:,.1f} {unit}"
+
+
+def _soak_rows(results: dict[str, Any]) -> list[str]:
+    soak = results.get("soak")
+    if not soak:
+        return []
+    head = (
+        "| load | msg/s | seconds | RSS after warm-up | end | max | growth | slope | queue max "
+        "| database, WAL at the end |"
+    )
+    cells = [
+        f"{soak['fraction']:.0%}",
+        _fmt(soak["achieved_rate"]),
+        _fmt(soak["seconds"]),
+        f"{soak['rss_after_warmup_mib']:.1f} MiB ({soak['warmup_s']:.0f} s)",
+        f"{soak['rss_end_mib']:.1f} MiB",
+        f"{soak['rss_max_mib']:.1f} MiB",
+        f"{soak['growth_after_warmup_mib']:+.1f} MiB ({soak['growth_after_warmup_pct']:+.1f} %)",
+        f"{_fmt(soak['slope_after_warmup_mib_per_min'], 2)} MiB/min",
+        _fmt(soak["max_queue_depth"]),
+        f"{soak['db_end_mib']:,.0f} MiB, {soak['wal_end_mib']:,.0f} MiB",
+    ]
+    return ["", head, "|---|---|---|---|---|---|---|---|---|---|", "| " + " | ".join(cells) + " |"]
+
+
+def _series_rows(results: dict[str, Any]) -> list[str]:
+    series = results.get("series")
+    if not series:
+        return []
+    return [
+        "",
+        "| series range | readings | points | API ms (median) | raw aggregation ms |",
+        "|---|---|---|---|---|",
+        f"| {series['days']} days | {series['readings']:,} | {series['points']} "
+        f"| {series['series_api_ms']:.1f} | {series['raw_aggregation_ms']:.1f} |",
+    ]

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_benchmark_run_produces_json_plot_and_ratios(tmp_path: Path) -> None:
-    """`benchmarks/run.py --quick` exits 0 with rates, ratios, latency, presence, memory."""
+    """`benchmarks/run.py --quick` exits 0 with rates, ratios, latency, soak, presence, memory,
+    series and issue 11's targets."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
         capture_output=True,
@@ -25,7 +26,10 @@ def test_quick_benchmark_run_produces_json_plot_and_ratios(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ok"] is True, report["errors"]
-    for key in ("broker_rate", "stored_rate", "latency", "presence", "memory", "targets"):
+    keys = ("broker_rate", "stored_rate", "latency", "soak", "presence", "memory", "series")
+    for key in (*keys, "targets"):
         assert report[key], key
+    assert any(level["fixed"] for level in report["latency"]["levels"])
+    assert report["soak"]["samples"]
     assert (tmp_path / "results.json").exists()
     assert (tmp_path / "results.png").stat().st_size > 10_000
