@@ -40,6 +40,9 @@ class Kind(StrEnum):
     HEARTBEAT = "heartbeat"
 
 
+_KINDS = {kind.value: kind for kind in Kind}
+
+
 class Reason(StrEnum):
     """Why a message went to dead letters (stable codes for APIs and metrics)."""
 
@@ -157,9 +160,8 @@ def parse(
             f"device id {device_id!r:.100} must match [A-Za-z0-9_.:-]{{1,64}} "
             "and not be '.' or '..'",
         )
-    try:
-        kind = Kind(kind_name)
-    except ValueError:
+    kind = _KINDS.get(kind_name)  # a dict lookup: Kind(name) costs ~10% of the writer
+    if kind is None:
         return Rejected(
             Reason.UNKNOWN_MESSAGE_TYPE,
             f"message type {kind_name!r:.80} is not one of status, sensor, heartbeat",
