@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from mqtthub.presence import PresenceEngine
 from mqtthub.store import queries
 from mqtthub.store.database import Store
 from mqtthub.store.schema import metadata
-from support.serve import wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -321,35 +318,3 @@ def test_a_sample_only_batch_commits_with_the_transaction(store: Store) -> None:
     store.write(batch)
     store.write(batch)
     assert readings_of(store, "z1") == [("v", T0, 1.0)]
-
-
-def test_the_write_ahead_log_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
-    """A committed batch reaches the database file itself within a few seconds, by the
-    store's own checkpoint thread (commits no longer checkpoint, so they stay short)."""
-    path = tmp_path / "hub.db"
-    store = Store.open(f"sqlite:///{path}")
-    try:
-        with store.engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-        batch = build_batch(
-            parse_all(
-                [RawMessage("devices/ck/sensor", b'{"t": 1}', 1, False, 1.7e9)],
-                prefix="devices",
-                max_payload=65536,
-            ),
-            presence=PresenceEngine(),
-        )
-        store.write(batch)
-
-        def in_database_file() -> bool:
-            # immutable=1 reads the main file only, ignoring the write-ahead log.
-            uri = f"file:{path}?mode=ro&immutable=1"
-            with contextlib.closing(sqlite3.connect(uri, uri=True)) as raw:
-                try:
-                    return raw.execute("SELECT count(*) FROM devices").fetchone() == (1,)
-                except sqlite3.OperationalError:  # not even the schema in the file yet
-                    return False
-
-        wait_until(in_database_file, timeout=10, what="the batch in the database file")
-    finally:
-        store.close()

@@ -36,7 +36,6 @@ from mqtthub.errors import StoreError
 from mqtthub.messages import Reading, Status
 from mqtthub.pipeline import Batch, DeadLetter, DeviceUpdate
 from mqtthub.presence import DeviceState, Transition
-from mqtthub.store.checkpoint import WalCheckpointer
 from mqtthub.store.errors import first_line, translated
 from mqtthub.store.samples import SampleWriter, has_sample
 from mqtthub.store.schema import (
@@ -71,7 +70,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA wal_autocheckpoint=0")  # store.checkpoint does it, off the commit
     cursor.close()
 
 
@@ -84,7 +82,6 @@ class Store:
         self.dialect = engine.dialect.name
         self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
         self._samples = SampleWriter(self.dialect)
-        self._checkpointer: WalCheckpointer | None = None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -94,23 +91,17 @@ class Store:
             StoreError: the database cannot be reached or migrated.
         """
         parsed = make_url(url)
-        checkpointer = None
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 _create_private(Path(parsed.database))
             engine = create_engine(url, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
-            if parsed.database and parsed.database != ":memory:":
-                checkpointer = WalCheckpointer(Path(parsed.database))
         elif parsed.get_backend_name() == "postgresql":
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         else:
             raise StoreError(f"MQTTHUB_DATABASE_URL: unsupported database {parsed.drivername}")
         store = cls(engine)
         store.migrate()
-        if checkpointer is not None:
-            store._checkpointer = checkpointer
-            checkpointer.start()
         return store
 
     def migrate(self) -> None:
@@ -128,9 +119,7 @@ class Store:
             ) from None
 
     def close(self) -> None:
-        """Release every pooled connection (after a last WAL checkpoint on SQLite)."""
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
+        """Release every pooled connection."""
         self.engine.dispose()
 
     def ping(self) -> None:
