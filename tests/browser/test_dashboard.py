@@ -19,7 +19,7 @@ from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
 from mqtthub.store.database import Store
 from support.mosquitto import MosquittoBroker, mosquitto_pub
-from support.serve import ServeProcess, serve_for
+from support.serve import ServeProcess, device, serve_for, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -114,6 +114,7 @@ def test_hostile_names_render_as_text(
     """A device named <img src=x onerror=alert(1)> shows as that text, and nothing runs."""
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         mosquitto_pub(mosquitto, "devices/evil1/sensor", '{"t": 1}')
+        wait_until(lambda: device(serve, "evil1"), what="evil1 stored")
         serve_patch = httpx.patch(
             f"{serve.base_url}/api/devices/evil1", json={"name": XSS_NAME}, timeout=5
         )
