@@ -14,28 +14,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from mqtt_clients import _remaining_length, _string
 from suite.procs import HOST, log
 
 from fuzzing.mix import broker_may_refuse, generate
 from fuzzing.model import ANY, DOWNLINK, STORED, UNDELIVERED, Message
 
 
-def _remaining_length(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        length, byte = divmod(length, 128)
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
-
-
-def _mqtt_string(value: bytes) -> bytes:
-    return struct.pack("!H", len(value)) + value
-
-
 def connect_packet(client_id: str) -> bytes:
     """MQTT 3.1.1 CONNECT, clean session, keepalive off (the publisher may sleep)."""
-    body = _mqtt_string(b"MQTT") + bytes([4, 0x02, 0, 0]) + _mqtt_string(client_id.encode())
+    body = _string(b"MQTT") + bytes([4, 0x02, 0, 0]) + _string(client_id.encode())
     return b"\x10" + _remaining_length(len(body)) + body
 
 
@@ -44,7 +32,7 @@ def publish_packet(
 ) -> bytes:
     """One PUBLISH packet."""
     flags = (dup << 3) | (qos << 1) | int(retain)
-    body = _mqtt_string(name) + (struct.pack("!H", packet_id) if qos else b"") + payload
+    body = _string(name) + (struct.pack("!H", packet_id) if qos else b"") + payload
     return bytes([0x30 | flags]) + _remaining_length(len(body)) + body
 
 

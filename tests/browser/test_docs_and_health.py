@@ -6,37 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, Route
 
 from support.mosquitto import MosquittoBroker
 from support.serve import serve_for
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Headless Debian Chromium driven by Playwright, with no network beyond this machine."""
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is required: `make test` installs it (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh page that fails the test on a JavaScript error or a console error (a
-    Content-Security-Policy violation is one)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = context.new_page()
+def page(page: Page) -> Iterator[Page]:
+    """The shared page, failing the test on a console error too (a Content-Security-Policy
+    violation is one)."""
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
 
     def console(message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -44,7 +26,6 @@ def page(browser: Browser) -> Iterator[Page]:
 
     page.on("console", console)
     yield page
-    context.close()
     assert errors == [], errors
 
 

@@ -15,10 +15,11 @@ from typing import Self
 
 from .ports import free_port
 
-__all__ = ["FakeBroker"]
+__all__ = ["FakeBroker", "varint"]
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """``value`` as an MQTT variable byte integer."""
     out = bytearray()
     while True:
         byte, value = value % 128, value // 128
@@ -28,7 +29,7 @@ def _varint(value: int) -> bytes:
 
 
 def _packet(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + _varint(len(body)) + body
+    return bytes([first_byte]) + varint(len(body)) + body
 
 
 class FakeBroker:
@@ -99,7 +100,7 @@ class FakeBroker:
             if self.behaviour == "redirect":
                 reference = self.server_reference.encode()
                 prop = b"\x1c" + len(reference).to_bytes(2, "big") + reference
-                writer.write(_packet(0x20, b"\x00\x9c" + _varint(len(prop)) + prop))
+                writer.write(_packet(0x20, b"\x00\x9c" + varint(len(prop)) + prop))
             elif self.behaviour == "refuse":
                 code = self.refuse_codes[0] if mqtt5 else self.refuse_codes[1]
                 writer.write(_packet(0x20, bytes([0, code]) + props))

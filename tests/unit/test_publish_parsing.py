@@ -8,15 +8,7 @@ from typing import Any
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from mqtthub.transport.client import ManagedClient, _Connection
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+from support.fake_broker import varint
 
 
 def _publish_body(topic: bytes, packet_id: int | None, properties: bytes | None) -> bytes:
@@ -24,7 +16,7 @@ def _publish_body(topic: bytes, packet_id: int | None, properties: bytes | None)
     if packet_id is not None:
         body += packet_id.to_bytes(2, "big")
     if properties is not None:
-        body += _varint(len(properties)) + properties
+        body += varint(len(properties)) + properties
     return body + b'{"t": 1}'
 
 

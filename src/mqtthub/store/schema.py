@@ -6,8 +6,9 @@ compares the two so they cannot drift apart.
 Readings live in ``samples``: one row per device and time, with every metric of that time
 in one JSON object. A sensor message of seven values is one row (not seven), which is what
 makes ingest cheap; the per-metric shape is still there for SQL by hand as the view
-``readings`` (:data:`READINGS_VIEW`), and ``latest_readings`` and ``readings_1m`` stay per
-metric because their readers look up one metric at a time.
+``readings`` (created by migration 0006, which keeps its own SQL), and
+``latest_readings`` and ``readings_1m`` stay per metric because their readers look up
+one metric at a time.
 """
 
 from __future__ import annotations
@@ -86,22 +87,6 @@ samples = Table(
     Column("metrics", SAMPLE_METRICS, nullable=False),
     sqlite_with_rowid=False,
 )
-
-#: ``readings`` (device_id, metric, ts, value): the samples one row per value, for SQL by
-#: hand and tools written against the narrow layout of revisions 0001-0005. A view, so
-#: it costs nothing at ingest; the API reads ``samples`` directly.
-READINGS_VIEW = {
-    "sqlite": (
-        "CREATE VIEW readings AS SELECT s.device_id AS device_id, j.key AS metric, "
-        "s.ts AS ts, j.value AS value FROM samples AS s, json_each(s.metrics) AS j"
-    ),
-    "postgresql": (
-        "CREATE VIEW readings AS SELECT s.device_id AS device_id, "
-        "CAST(j.key AS VARCHAR(64)) AS metric, s.ts AS ts, "
-        "CAST(j.value AS DOUBLE PRECISION) AS value "
-        "FROM samples AS s CROSS JOIN LATERAL json_each_text(s.metrics) AS j"
-    ),
-}
 
 # Per-minute aggregates of readings, so a week-long chart reads 10,080 rows, not 604,800.
 readings_1m = Table(
