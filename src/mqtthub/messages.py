@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -74,27 +75,120 @@ class Status(StrEnum):
 #: One numeric value of one metric at one time: ``(metric, value, ts)``, ts in epoch
 #: seconds UTC. A plain tuple because the parser makes millions of them.
 Reading = tuple[str, float, float]
+#: All values one device reported for one time: ``(device_id, ts, {metric: value})``, the
+#: metrics in payload order. What the store keeps as one row (see ``store.samples``); a
+#: plain tuple because there is one per message.
+Sample = tuple[str, float, dict[str, float]]
 
 
-@dataclass(frozen=True, slots=True)
 class Accepted:
-    """A valid device message.
+    """A valid device message (immutable).
 
     Attributes:
         device_id: from the topic.
         kind: status, sensor or heartbeat.
         ts: when the device says it happened, else when the server received it.
-        readings: numeric values (sensor messages, and numbers in heartbeats).
+        readings: numeric values (sensor messages, and numbers in heartbeats), one
+            ``(metric, value, ts)`` per value in payload order.
         status: the reported status, for status messages.
         timed: True when the payload carried its own ``ts``.
+        samples: the same values grouped by time, one :data:`Sample` per distinct ts (a
+            metric repeated at one time keeps its first value, as the store keeps the
+            first delivery): what the pipeline stores.
+
+    The parser builds ``samples`` straight from the decoded JSON and derives ``readings``
+    only when asked for; built from ``readings`` (tests do), ``samples`` is derived.
     """
+
+    __slots__ = ("_readings", "_samples", "device_id", "kind", "status", "timed", "ts")
 
     device_id: str
     kind: Kind
     ts: float
-    readings: tuple[Reading, ...] = ()
-    status: Status | None = None
-    timed: bool = False
+    status: Status | None
+    timed: bool
+    _readings: tuple[Reading, ...] | None
+    _samples: tuple[Sample, ...] | None
+
+    def __init__(
+        self,
+        device_id: str,
+        kind: Kind,
+        ts: float,
+        readings: Sequence[Reading] | None = None,
+        status: Status | None = None,
+        timed: bool = False,
+        *,
+        samples: tuple[Sample, ...] | None = None,
+    ) -> None:
+        """Make a message from its ``readings`` or, as the parser does, its ``samples``."""
+        if readings is None and samples is None:
+            readings = ()
+        _set = object.__setattr__
+        _set(self, "device_id", device_id)
+        _set(self, "kind", kind)
+        _set(self, "ts", ts)
+        _set(self, "status", status)
+        _set(self, "timed", timed)
+        _set(self, "_readings", None if readings is None else tuple(readings))
+        _set(self, "_samples", samples)
+
+    @property
+    def readings(self) -> tuple[Reading, ...]:
+        """The values as ``(metric, value, ts)``, in payload order."""
+        readings = self._readings
+        if readings is None:
+            readings = tuple(
+                (metric, value, ts)
+                for _device_id, ts, metrics in self.samples
+                for metric, value in metrics.items()
+            )
+            object.__setattr__(self, "_readings", readings)
+        return readings
+
+    @property
+    def samples(self) -> tuple[Sample, ...]:
+        """The values grouped by time: one ``(device_id, ts, {metric: value})`` per ts."""
+        samples = self._samples
+        if samples is None:
+            samples = group_readings(self.device_id, self.readings)
+            object.__setattr__(self, "_samples", samples)
+        return samples
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.device_id, self.kind, self.ts, self.readings, self.status, self.timed)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Accepted)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Accepted(device_id={self.device_id!r}, kind={self.kind!r}, ts={self.ts!r}, "
+            f"readings={self.readings!r}, status={self.status!r}, timed={self.timed!r})"
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def group_readings(device_id: str, readings: Sequence[Reading]) -> tuple[Sample, ...]:
+    """Group readings by time, in order of first appearance; a metric repeated at one
+    time keeps its first value (as the store keeps the first delivery)."""
+    if not readings:
+        return ()
+    by_ts: dict[float, dict[str, float]] = {}
+    for metric, value, at in readings:
+        by_ts.setdefault(at, {}).setdefault(metric, value)
+    return tuple((device_id, at, values) for at, values in by_ts.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +241,38 @@ def parse(
         prefix: the configured topic prefix (``devices``).
         max_payload: the largest accepted payload in bytes.
     """
+    route = _ROUTES.get(topic)  # topics repeat: split and check each one once
+    if route is None or route[0] != prefix:
+        routed = _route(topic, prefix)
+        if isinstance(routed, Rejected):
+            return routed
+        route = routed
+    _prefix, device_id, kind = route
+    if len(payload) > max_payload:
+        return Rejected(
+            Reason.PAYLOAD_TOO_LARGE,
+            f"payload is {len(payload)} bytes, limit is {max_payload} (MQTTHUB_MAX_PAYLOAD)",
+            device_id,
+            kind,
+        )
+    try:
+        if kind is Kind.SENSOR:
+            return _parse_sensor(device_id, payload, received_at)
+        if kind is Kind.STATUS:
+            return _parse_status(device_id, payload, received_at)
+        return _parse_heartbeat(device_id, payload, received_at)
+    except _InvalidPayloadError as invalid:
+        return Rejected(invalid.reason, invalid.detail, device_id, kind)
+
+
+#: topic -> (prefix, device_id, kind) of topics already seen (valid ones only, so at most
+#: 65,536 topics of at most a prefix, a 64-character id and a kind each).
+_ROUTES: dict[str, tuple[str, str, Kind]] = {}
+_MAX_ROUTES = 65536
+
+
+def _route(topic: str, prefix: str) -> tuple[str, str, Kind] | Rejected:
+    """The device id and kind of ``topic``, or why it is refused (cached when valid)."""
     levels = topic.split("/")
     prefix_levels = prefix.count("/") + 1
     if len(levels) != prefix_levels + 2 or "/".join(levels[:prefix_levels]) != prefix:
@@ -167,25 +293,24 @@ def parse(
             f"message type {kind_name!r:.80} is not one of status, sensor, heartbeat",
             device_id,
         )
-    if len(payload) > max_payload:
-        return Rejected(
-            Reason.PAYLOAD_TOO_LARGE,
-            f"payload is {len(payload)} bytes, limit is {max_payload} (MQTTHUB_MAX_PAYLOAD)",
-            device_id,
-            kind,
-        )
-    try:
-        if kind is Kind.SENSOR:
-            return _parse_sensor(device_id, payload, received_at)
-        if kind is Kind.STATUS:
-            return _parse_status(device_id, payload, received_at)
-        return _parse_heartbeat(device_id, payload, received_at)
-    except _InvalidPayloadError as invalid:
-        return Rejected(invalid.reason, invalid.detail, device_id, kind)
+    if len(_ROUTES) >= _MAX_ROUTES:
+        _ROUTES.clear()
+    route = _ROUTES[topic] = (prefix, device_id, kind)
+    return route
 
 
 def _parse_sensor(device_id: str, payload: bytes, received_at: float) -> Accepted:
     document = _load_json(payload)
+    if document.__class__ is dict:  # the usual message: one object, one time
+        _check_device_id(device_id, document)
+        ts = _timestamp(document, received_at)
+        metrics = _metrics(document)
+        if not metrics:
+            raise _InvalidPayloadError(
+                Reason.NO_READINGS, "no numeric or boolean values in the payload"
+            )
+        sample = (device_id, ts, metrics)
+        return Accepted(device_id, Kind.SENSOR, ts, timed="ts" in document, samples=(sample,))
     items = document if isinstance(document, list) else [document]
     if not items:
         raise _InvalidPayloadError(Reason.NO_READINGS, "empty array")
@@ -200,14 +325,14 @@ def _parse_sensor(device_id: str, payload: bytes, received_at: float) -> Accepte
         _check_device_id(device_id, item)
         ts = _timestamp(item, received_at)
         latest = ts if latest is None else max(latest, ts)
-        readings.extend(_readings(item, ts))
+        readings.extend((metric, value, ts) for metric, value in _metrics(item).items())
     if not readings:
         raise _InvalidPayloadError(
             Reason.NO_READINGS, "no numeric or boolean values in the payload"
         )
     assert latest is not None
     timed = any("ts" in item for item in items)
-    return Accepted(device_id, Kind.SENSOR, latest, tuple(readings), timed=timed)
+    return Accepted(device_id, Kind.SENSOR, latest, readings, timed=timed)
 
 
 def _parse_status(device_id: str, payload: bytes, received_at: float) -> Accepted:
@@ -241,8 +366,9 @@ def _parse_heartbeat(device_id: str, payload: bytes, received_at: float) -> Acce
         return Accepted(device_id, Kind.HEARTBEAT, received_at)
     _check_device_id(device_id, document)
     ts = _timestamp(document, received_at)
-    readings = tuple(_readings(document, ts))
-    return Accepted(device_id, Kind.HEARTBEAT, ts, readings, timed="ts" in document)
+    metrics = _metrics(document)
+    samples = ((device_id, ts, metrics),) if metrics else ()
+    return Accepted(device_id, Kind.HEARTBEAT, ts, timed="ts" in document, samples=samples)
 
 
 def _decode(payload: bytes) -> str:
@@ -302,13 +428,19 @@ def _check_device_id(device_id: str, document: dict[str, Any]) -> None:
         )
 
 
+#: Metric names already found valid (a set lookup instead of a regular expression per
+#: value; cleared when full, so memory stays bounded).
+_VALID_METRICS: set[str] = set()
+_MAX_VALID_METRICS = 4096
+
+
 def _valid_metric(name: str) -> bool:
-    return len(name) <= MAX_METRIC_NAME and _valid_short_metric(name)
-
-
-@lru_cache(maxsize=4096)
-def _valid_short_metric(name: str) -> bool:
-    return METRIC_PATTERN.fullmatch(name) is not None
+    if len(name) > MAX_METRIC_NAME or METRIC_PATTERN.fullmatch(name) is None:
+        return False
+    if len(_VALID_METRICS) >= _MAX_VALID_METRICS:
+        _VALID_METRICS.clear()
+    _VALID_METRICS.add(name)
+    return True
 
 
 def valid_device_id(device_id: str) -> bool:
@@ -322,17 +454,27 @@ def _valid_short_id(device_id: str) -> bool:
     return DEVICE_ID_PATTERN.fullmatch(device_id) is not None
 
 
-def _readings(document: dict[str, Any], ts: float) -> list[Reading]:
-    readings = []
+def _metrics(document: dict[str, Any]) -> dict[str, float]:
+    """The numeric and boolean values of one object as floats, in payload order (one pass
+    from the decoded JSON to what the store keeps)."""
+    metrics: dict[str, float] = {}
+    valid = _VALID_METRICS
     for key, value in document.items():
-        if key in RESERVED_KEYS or not isinstance(value, int | float):
+        if value.__class__ is not float:
+            if not isinstance(value, int | float):
+                continue
+            value = float(value)  # ints and booleans
+        if key in valid:
+            metrics[key] = value
+        elif key in RESERVED_KEYS:
             continue
-        if not _valid_metric(key):
+        elif _valid_metric(key):
+            metrics[key] = value
+        else:
             raise _InvalidPayloadError(
                 Reason.INVALID_METRIC_NAME, f"metric name {key!r:.80} must match [A-Za-z0-9_.:-]"
             )
-        readings.append((key, float(value), ts))
-    return readings
+    return metrics
 
 
 def _timestamp(document: dict[str, Any], received_at: float) -> float:

@@ -418,3 +418,54 @@ def test_plausible_ts_near_the_edges_is_accepted(ts: float) -> None:
 def test_null_ts_means_server_receive_time() -> None:
     """A ts of null is treated like no ts at all."""
     assert accepted("devices/esp8266/sensor", b'{"ts": null, "temp": 1}').ts == RECEIVED_AT
+
+
+# --- the accepted message -------------------------------------------------------------
+
+
+def test_a_sensor_object_is_one_sample_in_payload_order() -> None:
+    """The values a sensor object carries become one sample, metrics in payload order; the
+    (metric, value, ts) readings list the same values."""
+    message = accepted("devices/d1/sensor", b'{"t": 21.5, "device_id": "d1", "n": 3, "ok": true}')
+    assert message.samples == (("d1", RECEIVED_AT, {"t": 21.5, "n": 3.0, "ok": 1.0}),)
+    assert list(message.samples[0][2]) == ["t", "n", "ok"]
+    assert readings_of(message) == [
+        ("t", 21.5, RECEIVED_AT),
+        ("n", 3.0, RECEIVED_AT),
+        ("ok", 1.0, RECEIVED_AT),
+    ]
+
+
+def test_an_array_keeps_every_reading_and_stores_the_first_per_metric_and_time() -> None:
+    """Objects at one time merge into one sample whose repeated metric keeps its first
+    value; the readings still list every value the payload had."""
+    message = accepted(
+        "devices/d1/sensor",
+        b'[{"t": 1, "ts": 1700000000}, {"t": 2, "ts": 1700000000}, {"t": 3, "ts": 1700000001}]',
+    )
+    assert message.samples == (
+        ("d1", 1_700_000_000.0, {"t": 1.0}),
+        ("d1", 1_700_000_001.0, {"t": 3.0}),
+    )
+    assert [value for _, value, _ in message.readings] == [1.0, 2.0, 3.0]
+
+
+def test_accepted_messages_compare_by_value_and_cannot_be_changed() -> None:
+    """A parsed message equals one built from its readings, and is immutable."""
+    message = accepted("devices/d1/sensor", b'{"t": 21.5}')
+    same = Accepted("d1", Kind.SENSOR, RECEIVED_AT, (("t", 21.5, RECEIVED_AT),))
+    assert message == same
+    assert hash(message) == hash(same)
+    assert "readings=(('t', 21.5," in repr(message)
+    assert message != Accepted("d1", Kind.SENSOR, RECEIVED_AT)
+    with pytest.raises(AttributeError):
+        message.ts = 0.0  # type: ignore[misc]
+
+
+def test_the_same_topic_under_another_prefix_is_checked_again() -> None:
+    """Topics are remembered once checked, per prefix: another prefix does not reuse them."""
+    assert accepted("devices/d1/sensor", b'{"t": 1}').device_id == "d1"
+    elsewhere = parse_message("devices/d1/sensor", b'{"t": 1}', prefix="site")
+    assert isinstance(elsewhere, Rejected)
+    assert elsewhere.reason is Reason.BAD_TOPIC
+    assert accepted("devices/d1/sensor", b'{"t": 1}').device_id == "d1"

@@ -14,7 +14,15 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqtthub.messages import METRIC_PATTERN, Accepted, Kind, Rejected, parse, valid_device_id
+from mqtthub.messages import (
+    METRIC_PATTERN,
+    Accepted,
+    Kind,
+    Rejected,
+    group_readings,
+    parse,
+    valid_device_id,
+)
 from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
 
@@ -103,6 +111,19 @@ def test_valid_readings_are_stored_exactly(values: dict[str, float]) -> None:
     result = _parse("devices/d1/sensor", orjson.dumps(values))
     assert isinstance(result, Accepted)
     assert {m: v for m, v, _ts in result.readings} == {k: float(v) for k, v in values.items()}
+    assert result.samples == (("d1", T0, {k: float(v) for k, v in values.items()}),)
+
+
+@PROPERTY
+@given(topic=topics, payload=payloads)
+def test_samples_are_the_readings_grouped_by_time(topic: str, payload: bytes) -> None:
+    """What the pipeline stores (samples, built straight from the JSON) holds exactly the
+    readings, grouped by time, a metric repeated at one time keeping its first value."""
+    result = _parse(topic, payload)
+    if isinstance(result, Accepted):
+        assert result.samples == group_readings(result.device_id, result.readings)
+        rebuilt = Accepted(result.device_id, result.kind, result.ts, result.readings)
+        assert rebuilt.samples == result.samples
 
 
 @PROPERTY

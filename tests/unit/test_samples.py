@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mqtthub.pipeline import RawMessage, build_batch, parse_all, samples_of
 from mqtthub.presence import PresenceEngine
-from mqtthub.store.samples import merge_samples, summarize
+from mqtthub.store.samples import distinct_samples, merge_samples, summarize, summary_rows
 
 T0 = 1_790_000_020.0
 
@@ -70,3 +70,36 @@ def test_summary_gives_latest_per_metric_and_minute_aggregates() -> None:
         ("d", "h", minute): [1.0, 1.0, 1.0, 1],
         ("d", "h", minute + 60): [7.0, 7.0, 7.0, 1],
     }
+
+
+def test_distinct_samples_pass_through_or_merge() -> None:
+    """A batch without two samples for one device and time is stored as it is; otherwise
+    they merge as ``merge_samples`` does."""
+    usual = [("d", T0, {"t": 1.0}), ("d", T0 + 1, {"t": 2.0}), ("e", T0, {"t": 3.0})]
+    assert distinct_samples(usual) == usual
+    twice = [("d", T0, {"t": 1.0}), ("e", T0, {"x": 0.0}), ("d", T0, {"t": 9.0, "h": 2.0})]
+    assert distinct_samples(twice) == [("d", T0, {"t": 1.0, "h": 2.0}), ("e", T0, {"x": 0.0})]
+
+
+def test_summary_rows_add_up_in_sample_order_whatever_metrics_each_sample_has() -> None:
+    """Per-minute sums are added in the order the samples came (so they equal a value by
+    value sum exactly), counts are integers, and samples with different metrics in one
+    minute are summarised per metric; the newest value per metric wins even when an
+    older sample comes later."""
+    minute = T0 - T0 % 60
+    values = [0.1, 0.2, 0.3, 1e16, 1.0, -0.0]
+    same = [("d", minute + i, {"t": v, "h": -v}) for i, v in enumerate(values)]
+    mixed = [("e", minute + 2, {"t": 1.0}), ("e", minute + 1, {"h": 5.0, "t": 2.0})]
+    latest, minutes = summary_rows(same + mixed)
+    sums = {(d, m): (mn, mx, s, n) for d, m, _, mn, mx, s, n in minutes}
+    assert sums[("d", "t")] == (-0.0, 1e16, ((((0.1 + 0.2) + 0.3) + 1e16) + 1.0) + -0.0, 6)
+    assert sums[("d", "h")][2:] == (((((-0.1 - 0.2) - 0.3) - 1e16) - 1.0) + 0.0, 6)
+    assert sums[("e", "t")] == (1.0, 2.0, 3.0, 2)
+    assert sums[("e", "h")] == (5.0, 5.0, 5.0, 1)
+    assert all(type(n) is int for *_, n in minutes)
+    assert sorted(latest) == [
+        ("d", "h", minute + 5, 0.0),
+        ("d", "t", minute + 5, -0.0),
+        ("e", "h", minute + 1, 5.0),
+        ("e", "t", minute + 2, 1.0),
+    ]

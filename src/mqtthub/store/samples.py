@@ -20,6 +20,8 @@ batch takes the exact path, where each sample is inserted, or merged into the st
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import reduce
+from operator import add
 from typing import Any, cast
 
 import orjson
@@ -34,6 +36,10 @@ from mqtthub.pipeline import Sample
 Latest = dict[tuple[str, str], tuple[float, float]]
 #: (device_id, metric, minute) -> [min, max, sum, count] of a batch's values.
 Minutes = dict[tuple[str, str, float], list[float]]
+#: A ``latest_readings`` row: (device_id, metric, ts, value).
+LatestRow = tuple[str, str, float, float]
+#: A ``readings_1m`` row: (device_id, metric, minute, min, max, sum, count).
+MinuteRow = tuple[str, str, float, float, float, float, int]
 
 _SET_LATEST = (
     " ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value"
@@ -68,27 +74,82 @@ def merge_samples(samples: Iterable[Sample]) -> dict[tuple[str, float], dict[str
     return merged
 
 
-def summarize(samples: Iterable[Sample]) -> tuple[Latest, Minutes]:
-    """The newest value per (device, metric) and min/max/sum/count per minute."""
-    latest: Latest = {}
-    minutes: Minutes = {}
+def distinct_samples(samples: Sequence[Sample]) -> list[Sample]:
+    """``samples`` with one per (device, ts), as :func:`merge_samples` merges them (the
+    usual batch has no two for one time and is returned as it is, as a list)."""
+    if len({(device_id, ts) for device_id, ts, _ in samples}) == len(samples):
+        return list(samples)
+    return [(device_id, ts, metrics) for (device_id, ts), metrics in merge_samples(samples).items()]
+
+
+def summary_rows(samples: Iterable[Sample]) -> tuple[list[LatestRow], list[MinuteRow]]:
+    """The rows for ``latest_readings`` and ``readings_1m`` from distinct samples.
+
+    The newest value per (device, metric) (of equal times, the later sample's), and per
+    (device, metric, minute) min, max, sum (added in sample order) and count. One pass over
+    the samples groups them by device and minute and keeps each device's newest values with
+    dictionary updates (a device's samples usually come in time order); the minutes are
+    then reduced a metric at a time.
+    """
+    groups: dict[tuple[str, float], list[dict[str, float]]] = {}
+    newest: dict[str, tuple[list[float], dict[str, float], dict[str, float]]] = {}
     for device_id, ts, metrics in samples:
-        minute = ts - ts % 60
-        for metric, value in metrics.items():
-            key = (device_id, metric)
-            known = latest.get(key)
-            if known is None or ts >= known[0]:
-                latest[key] = (ts, value)
-            group = minutes.get((device_id, metric, minute))
-            if group is None:
-                minutes[(device_id, metric, minute)] = [value, value, value, 1]
-            else:
-                if value < group[0]:
-                    group[0] = value
-                if value > group[1]:
-                    group[1] = value
-                group[2] += value
-                group[3] += 1
+        key = (device_id, ts - ts % 60)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [metrics]
+        else:
+            group.append(metrics)
+        known = newest.get(device_id)
+        if known is None:
+            newest[device_id] = ([ts], dict.fromkeys(metrics, ts), dict(metrics))
+            continue
+        newest_ts, times, values = known
+        if ts >= newest_ts[0]:  # newer than all this device's values: all of these win
+            newest_ts[0] = ts
+            times.update(dict.fromkeys(metrics, ts))
+            values.update(metrics)
+        else:
+            for metric, value in metrics.items():
+                if ts >= times.get(metric, ts):
+                    times[metric] = ts
+                    values[metric] = value
+    latest = [
+        (device_id, metric, times[metric], value)
+        for device_id, (_, times, values) in newest.items()
+        for metric, value in values.items()
+    ]
+    return latest, _minute_rows(groups)
+
+
+def _minute_rows(groups: dict[tuple[str, float], list[dict[str, float]]]) -> list[MinuteRow]:
+    rows: list[MinuteRow] = []
+    for (device_id, minute), group in groups.items():
+        first = group[0]
+        if len(group) == 1:
+            rows.extend((device_id, m, minute, v, v, v, 1) for m, v in first.items())
+            continue
+        names = first.keys()
+        columns: dict[str, list[float]]
+        if all(metrics.keys() == names for metrics in group):  # the same metrics each time
+            columns = {metric: [metrics[metric] for metrics in group] for metric in names}
+        else:
+            columns = {}
+            for metrics in group:
+                for metric, value in metrics.items():
+                    columns.setdefault(metric, []).append(value)
+        for metric, column in columns.items():
+            total = reduce(add, column)  # in sample order, as the values were added before
+            rows.append((device_id, metric, minute, min(column), max(column), total, len(column)))
+    return rows
+
+
+def summarize(samples: Iterable[Sample]) -> tuple[Latest, Minutes]:
+    """The newest value per (device, metric) and min/max/sum/count per minute, as
+    dictionaries (what :func:`summary_rows` gives as rows)."""
+    latest_rows, minute_rows = summary_rows(samples)
+    latest: Latest = {(d, m): (ts, value) for d, m, ts, value in latest_rows}
+    minutes: Minutes = {(d, m, minute): list(group) for d, m, minute, *group in minute_rows}
     return latest, minutes
 
 
@@ -122,16 +183,15 @@ class SampleWriter:
 
     def write(self, connection: Connection, samples: Sequence[Sample]) -> None:
         """Store ``samples``; values already stored (redeliveries) change nothing."""
-        merged = merge_samples(samples)
-        if not merged:
+        rows = distinct_samples(samples)
+        if not rows:
             return
-        rows = [(device_id, ts, metrics) for (device_id, ts), metrics in merged.items()]
         if not self._insert_all(connection, rows):
             rows = self._insert_exactly(connection, rows)
-        latest, minutes = summarize(rows)
+        latest, minutes = summary_rows(rows)
         if latest:
-            self._upsert(connection, self._latest, [(*k, *v) for k, v in latest.items()])
-            self._upsert(connection, self._minutes, [(*k, *g) for k, g in minutes.items()])
+            self._upsert(connection, self._latest, latest)
+            self._upsert(connection, self._minutes, minutes)
 
     def _insert_all(self, connection: Connection, rows: list[Sample]) -> bool:
         """Insert every sample at once; False (and nothing written) if one already exists."""
