@@ -77,6 +77,16 @@ def settings_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 )
+@click.option(
+    "--share-group",
+    help="split the device stream with other instances in this MQTT shared-subscription "
+    "group [MQTTHUB_SHARE_GROUP]",
+)
+@click.option(
+    "--workers",
+    type=int,
+    help="worker processes on this machine, in one share group (PostgreSQL only) [MQTTHUB_WORKERS]",
+)
 def serve(**flags: Any) -> None:
     """Ingest device messages from MQTT into SQL and serve the API.
 
@@ -89,6 +99,10 @@ def serve(**flags: Any) -> None:
         click.echo(f"mqtthub: configuration error\n{problem}", err=True)
         sys.exit(2)
     configure_logging(settings.log_level)
+    if settings.workers > 1 and settings.worker_index is None:
+        from mqtthub.workers import WorkerPool
+
+        sys.exit(WorkerPool(settings, flags).run())
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     from mqtthub.service import Service  # imported here so --help stays fast
 

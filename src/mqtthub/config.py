@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     app_prefix: str = "mqtt_app"
     device_broker_url: str | None = None
     embedded_broker: EmbeddedBroker = EmbeddedBroker.AUTO
+    share_group: str | None = Field(default=None, max_length=64)
+    workers: int = Field(default=1, ge=1, le=64)
+    #: Set by ``serve --workers`` for each worker process it starts (0 serves the HTTP API).
+    worker_index: int | None = Field(default=None, ge=0, le=63)
 
     database_url: str = DEFAULT_DATABASE_URL
     auto_register: bool = True
@@ -172,6 +176,15 @@ class Settings(BaseSettings):
             raise ValueError("must be a topic level like 'devices', without leading/trailing '/'")
         if any(ch in value for ch in "+#\0"):
             raise ValueError("must not contain the wildcards '+' or '#'")
+        return value
+
+    @field_validator("share_group")
+    @classmethod
+    def _check_share_group(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if any(ch in value for ch in "/+#\0"):
+            raise ValueError("must be one topic level: no '/', '+' or '#'")
         return value
 
     @field_validator("ca_file", "client_cert", "client_key", mode="before")
@@ -259,6 +272,31 @@ class Settings(BaseSettings):
             names.append(self.http_host.strip("[]").lower())
         names.extend(_host_list(self.allowed_hosts))
         return tuple(dict.fromkeys(names))
+
+    @property
+    def effective_share_group(self) -> str | None:
+        """The shared-subscription group device topics are read through, or None (alone).
+
+        ``serve --workers N`` puts its workers in ``MQTTHUB_SHARE_GROUP``, or in the group
+        ``mqtthub`` when that is not set.
+        """
+        if self.share_group is None and self.workers > 1:
+            return "mqtthub"
+        return self.share_group
+
+    def scale_out_problem(self) -> str | None:
+        """Why these settings cannot share the device stream with other processes, or None."""
+        if self.effective_share_group is None or not self.sqlalchemy_url.startswith("sqlite"):
+            return None
+        what = (
+            f"MQTTHUB_WORKERS={self.workers}: more than one worker"
+            if self.workers > 1
+            else f"MQTTHUB_SHARE_GROUP={self.share_group}: instances that share the device stream"
+        )
+        return (
+            f"{what} must write to one shared database, and SQLite takes one writer per file "
+            "on one machine: set MQTTHUB_DATABASE_URL=postgresql://user@host/dbname"
+        )
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -404,6 +442,9 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**flags)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    problem = settings.scale_out_problem()
+    if problem is not None:
+        raise ConfigError(problem)
     if settings.client_key and not settings.client_cert:
         raise ConfigError("MQTTHUB_CLIENT_KEY is set but MQTTHUB_CLIENT_CERT is not")
     if settings.broker.tls:

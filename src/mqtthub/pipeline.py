@@ -12,18 +12,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mqtthub.messages import Accepted, Kind, Reading, Reason, Rejected, Status, parse
+from mqtthub.messages import (
+    Accepted,
+    Kind,
+    Reading,
+    Reason,
+    Rejected,
+    Status,
+    group_readings,
+    parse,
+)
+from mqtthub.messages import Sample as Sample  # the parser builds samples from the JSON
 from mqtthub.presence import DeviceState, PresenceEngine, Transition
 
 # Dead letters keep at most this much of an oversized payload, a topic and a detail.
 DEAD_LETTER_PAYLOAD_LIMIT = 4096
 DEAD_LETTER_TOPIC_LIMIT = 512
 DEAD_LETTER_DETAIL_LIMIT = 1024
-
-#: All values one device reported for one time: ``(device_id, ts, {metric: value})``. The
-#: store keeps one row per sample (see ``store.samples``); a plain tuple because there is
-#: one per message.
-Sample = tuple[str, float, dict[str, float]]
 
 
 @dataclass(slots=True)
@@ -63,6 +68,8 @@ class DeviceUpdate:
     last_message_type: Kind
     status: Status
     heartbeat_interval: float | None = None
+    status_ts: float | None = None
+    last_heartbeat: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +219,8 @@ def _apply(
             message.kind,
             state.status,
             state.learned_interval,
+            state.status_ts,
+            state.last_heartbeat,
         )
     else:
         if not raw.retain:
@@ -219,21 +228,16 @@ def _apply(
         update.last_message_type = message.kind
         update.status = state.status
         update.heartbeat_interval = state.learned_interval
-    if store_readings and message.readings:
-        batch.samples.extend(samples_of(device_id, message.readings))
+        update.status_ts = state.status_ts
+        update.last_heartbeat = state.last_heartbeat
+    if store_readings:
+        batch.samples.extend(message.samples)
 
 
 def samples_of(device_id: str, readings: Sequence[Reading]) -> list[Sample]:
     """Group one message's readings by time; a metric repeated at one time keeps its first
     value (as the store keeps the first delivery)."""
-    ts = readings[0][2]
-    metrics = {metric: value for metric, value, at in readings if at == ts}
-    if len(metrics) == len(readings):  # the usual message: one object, one time
-        return [(device_id, ts, metrics)]
-    by_ts: dict[float, dict[str, float]] = {}
-    for metric, value, at in readings:
-        by_ts.setdefault(at, {}).setdefault(metric, value)
-    return [(device_id, at, values) for at, values in by_ts.items()]
+    return list(group_readings(device_id, readings))
 
 
 def _dead_letter(raw: RawMessage, rejected: Rejected) -> DeadLetter:

@@ -11,7 +11,10 @@ A device is ``online`` or ``offline`` and every change has a reason:
 
 Status messages carry time order: an ``offline`` older than the device's last activity,
 or a retained one without ``ts`` replayed by the broker for a known device, does not flip
-it (the heartbeat deadline still catches a device that is really gone). A retained
+it (the heartbeat deadline still catches a device that is really gone). Every status
+remembers when the event that decided it happened (``status_ts``: the device's ``ts`` for a
+timed status message, else the receive time), and an event older than that never changes
+it: with several workers, a device's messages can be handled out of order. A retained
 reading or heartbeat registers a new device but does not claim it is online. The
 heartbeat deadline is configured per device or globally, or learned: the median of recent
 heartbeat intervals times ``missed_intervals``.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -60,6 +64,16 @@ class DeviceState:
     last_heartbeat: float | None = None
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_INTERVALS))
     learned_interval: float | None = None
+    status_ts: float | None = None
+
+    def is_newer(self, when: float) -> bool:
+        """Whether an event at ``when`` may decide the status (not older than the last)."""
+        return self.status_ts is None or when >= self.status_ts
+
+    def decided(self, status: Status, when: float) -> None:
+        """Set ``status``, decided by an event at ``when``."""
+        self.status = status
+        self.status_ts = when if self.status_ts is None else max(self.status_ts, when)
 
     def deadline(self, *, default_timeout: float | None, missed_intervals: int) -> float | None:
         """When the device counts as gone, or None when no timeout applies."""
@@ -100,7 +114,8 @@ class PresenceEngine:
                 self.devices[device_id] = state
 
     def load(self, device_id: str, state: DeviceState) -> None:
-        """Seed the engine with a device's stored state (at start-up)."""
+        """Seed the engine with a device's stored state (at start-up, or from the database
+        before each batch when several workers share the devices)."""
         self.devices[device_id] = state
 
     def observe(
@@ -117,9 +132,14 @@ class PresenceEngine:
             if retained and message.kind is not Kind.STATUS:
                 return None  # registered, but a replayed reading says nothing about now
         self._record_activity(state, message.kind, received_at)
+        when = message.ts if message.kind is Kind.STATUS and message.timed else received_at
+        if not state.is_newer(when):
+            return None  # handled late: the status was decided by something newer
         if state.status is Status.ONLINE:
+            if message.kind is Kind.STATUS:
+                state.decided(Status.ONLINE, when)
             return None
-        state.status = Status.ONLINE
+        state.decided(Status.ONLINE, when)
         reason = (
             PresenceReason.STATUS_MESSAGE
             if message.kind is Kind.STATUS
@@ -132,17 +152,23 @@ class PresenceEngine:
     ) -> Transition | None:
         device_said_when = message.timed
         reason = PresenceReason.STATUS_MESSAGE if device_said_when else PresenceReason.LAST_WILL
+        when = message.ts if device_said_when else received_at
         if state is None:
-            self.devices[message.device_id] = DeviceState(Status.OFFLINE, received_at)
+            self.devices[message.device_id] = DeviceState(
+                Status.OFFLINE, received_at, status_ts=when
+            )
             return Transition(message.device_id, Status.OFFLINE, reason, received_at, "first seen")
         if device_said_when:
             if message.ts < state.last_activity:
                 return None  # late: the device was active after it said it went offline
         elif retained:
             return None  # a replay without a time cannot overrule a known device
+        if not state.is_newer(when):
+            return None  # handled late: the status was decided by something newer
         if state.status is Status.OFFLINE:
+            state.decided(Status.OFFLINE, when)
             return None
-        state.status = Status.OFFLINE
+        state.decided(Status.OFFLINE, when)
         return Transition(message.device_id, Status.OFFLINE, reason, received_at)
 
     def _record_activity(self, state: DeviceState, kind: Kind, received_at: float) -> None:
@@ -154,17 +180,23 @@ class PresenceEngine:
                     state.learned_interval = statistics.median(state.intervals)
             state.last_heartbeat = received_at
 
-    def expire(self, now: float) -> list[Transition]:
-        """Mark every online device whose deadline passed as offline."""
+    def expire(self, now: float, device_ids: Iterable[str] | None = None) -> list[Transition]:
+        """Mark every online device (of ``device_ids``, if given) whose deadline passed as
+        offline."""
         transitions = []
-        for device_id, state in self.devices.items():
+        states = (
+            self.devices.items()
+            if device_ids is None
+            else [(i, self.devices[i]) for i in device_ids if i in self.devices]
+        )
+        for device_id, state in states:
             if state.status is not Status.ONLINE:
                 continue
             deadline = state.deadline(
                 default_timeout=self.default_timeout, missed_intervals=self.missed_intervals
             )
             if deadline is not None and now >= deadline:
-                state.status = Status.OFFLINE
+                state.decided(Status.OFFLINE, now)
                 silent = now - state.last_activity
                 transitions.append(
                     Transition(
@@ -183,7 +215,7 @@ class PresenceEngine:
         state = self.devices.get(device_id)
         if state is None or state.status is status:
             return None
-        state.status = status
+        state.decided(status, now)
         if status is Status.ONLINE:
             state.last_activity = now
         return Transition(device_id, status, PresenceReason.MANUAL, now)

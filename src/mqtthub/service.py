@@ -17,16 +17,18 @@ from mqtthub.config import Delivery, Settings, build_ssl_context
 from mqtthub.downlink import topics as downlink_topics
 from mqtthub.downlink.service import Downlink
 from mqtthub.downlink.topics import Route, Routed
-from mqtthub.errors import MqttHubError, StoreUnavailableError
+from mqtthub.errors import MqttHubError, StoreError, StoreUnavailableError
 from mqtthub.events import EventBus
 from mqtthub.ingest.writer import BatchWriter
+from mqtthub.leader import Leadership
 from mqtthub.messages import max_packet_size, subscriptions
-from mqtthub.metrics import Metrics, Sources
+from mqtthub.metrics import Metrics, Sources, worker_snapshot
 from mqtthub.pipeline import RawMessage, internal_error
 from mqtthub.presence import PresenceEngine
 from mqtthub.stats import Stats
 from mqtthub.store import queries
 from mqtthub.store.database import Store, record_connection_event
+from mqtthub.store.workers import live_workers, record_worker
 from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
 from mqtthub.transport.backoff import Backoff
@@ -44,6 +46,18 @@ from mqtthub.web.runtime import Runtime
 log = logging.getLogger("mqtthub")
 SHUTDOWN_BUDGET_S = 8.0
 RETRY_CAP_S = 5.0  # longest wait between retries of a receipt while the database is down
+WORKER_REFRESH_S = 2  # how often a worker sharing the stream stores its counters
+
+
+def shared_filters(group: str | None, filters: tuple[str, ...]) -> tuple[str, ...]:
+    """``filters`` as subscriptions of the shared-subscription ``group`` (None: as they are).
+
+    The broker then hands each matching message to one member of the group, so workers
+    split the stream instead of each receiving all of it.
+    """
+    if group is None:
+        return filters
+    return tuple(f"$share/{group}/{topic_filter}" for topic_filter in filters)
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -112,7 +126,9 @@ class Service:
             TaskFailedError: a long-running task ended unexpectedly (after the shutdown).
         """
         settings = self.settings
-        http_socket = bind_http(settings.http_host, settings.http_port)
+        http_socket = (
+            bind_http(settings.http_host, settings.http_port) if self.serves_http else None
+        )
         broker = await asyncio.to_thread(
             embedded.start_if_needed, settings.broker, settings.embedded_broker
         )
@@ -128,22 +144,34 @@ class Service:
                 store.close()
             if broker is not None:
                 await asyncio.to_thread(broker.stop)
-            http_socket.close()
+            if http_socket is not None:
+                http_socket.close()
 
-    async def _serve(self, store: Store, http_socket: socket.socket) -> None:
+    @property
+    def serves_http(self) -> bool:
+        """False for the workers ``serve --workers`` starts besides the first."""
+        return not self.settings.worker_index
+
+    async def _serve(self, store: Store, http_socket: socket.socket | None) -> None:
         settings = self.settings
         self.events = EventBus()
         client_id = settings.effective_client_id()
         self.history = ConnectionHistory(client_id)
-        metrics = Metrics(
-            Sources(
-                stats=self.stats,
-                queue_depth=self.queue.qsize,
-                connected=lambda: transport.state.connected,
-                reconnects=lambda: dict(self.history.counts),
-                devices_by_status=lambda: store.read(queries.count_devices),
-            )
+        share_group = settings.effective_share_group
+        self.leadership = Leadership(settings.sqlalchemy_url) if share_group is not None else None
+        worker = client_id if share_group is not None else None
+        sources = Sources(
+            stats=self.stats,
+            queue_depth=self.queue.qsize,
+            connected=lambda: transport.state.connected,
+            reconnects=lambda: dict(self.history.counts),
+            devices_by_status=lambda: store.read(queries.count_devices),
+            worker=worker,
+            other_workers=lambda: [
+                (w["id"], w["stats"]) for w in self._other_workers(store, client_id)
+            ],
         )
+        metrics = Metrics(sources)
         writer = BatchWriter(
             store=store,
             queue=self.queue,
@@ -161,6 +189,8 @@ class Service:
             acknowledge=lambda acks: self.transport.acknowledge(acks),
             events=self.events,
             metrics=metrics,
+            shared=share_group is not None,
+            is_leader=self.is_leader,
         )
         await writer.load()
         self._writer = writer
@@ -168,8 +198,11 @@ class Service:
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
             client_id=client_id,
+            # Device topics are split among the workers; every worker gets every receipt,
+            # reply and app status (low rates; recorded once, the leader re-sends tasks),
+            # so none waits in the session of a worker that is down (see docs/SCALING.md).
             topics=(
-                *subscriptions(settings.topic_prefix),
+                *shared_filters(share_group, subscriptions(settings.topic_prefix)),
                 *downlink_topics.subscriptions(settings.topic_prefix, settings.app_prefix),
             ),
             handler=self._on_message,
@@ -192,6 +225,7 @@ class Service:
             events=self.events,
             prefix=settings.topic_prefix,
             app_prefix=settings.app_prefix,
+            is_leader=self.is_leader,
         )
         runtime = Runtime(
             link=lambda: transport.state,
@@ -214,6 +248,8 @@ class Service:
                 for name in (settings.broker.username, settings.username, settings.client_id)
                 if name
             ),
+            worker_id=worker,
+            is_leader=self.is_leader,
         )
         app = create_app(
             store=store,
@@ -227,10 +263,13 @@ class Service:
         url = f"http://{settings.http_host}:{settings.http_port}"
         log.info("serving the API at %s (OpenAPI docs at %s/docs)", url, url)
         supervisor = self.supervisor
+        if self.leadership is not None:
+            supervisor.start("leader", self.leadership.run())
         supervisor.start("mqtt", transport.run())
         writer_task = supervisor.start("writer", writer.run())
-        supervisor.start("http", server.serve(sockets=[http_socket]))
-        supervisor.start("stats", self._publish_stats(runtime))
+        if http_socket is not None:
+            supervisor.start("http", server.serve(sockets=[http_socket]))
+        supervisor.start("stats", self._publish_stats(runtime, sources, started=time.time()))
         supervisor.start("downlink", self.downlink.run())
         try:
             await self._stop.wait()
@@ -329,10 +368,38 @@ class Service:
                 return
         self._acknowledge(ack)
 
-    async def _publish_stats(self, runtime: Runtime) -> None:
-        """Once a second, tell dashboards the counters and the link state."""
+    def is_leader(self) -> bool:
+        """Whether this process runs what happens once for all workers (always, alone)."""
+        return self.leadership is None or self.leadership.leading
+
+    @staticmethod
+    def _other_workers(store: Store, own_id: str) -> list[dict[str, Any]]:
+        """The other live workers' rows (blocking; empty while the database is down)."""
+        try:
+            rows = store.read(live_workers)
+        except StoreError:
+            return []
+        return [row for row in rows if row["id"] != own_id]
+
+    async def _publish_stats(self, runtime: Runtime, sources: Sources, *, started: float) -> None:
+        """Once a second, tell dashboards the counters and the link state; with other
+        workers, also store this worker's counters for them (every WORKER_REFRESH_S)."""
+        ticks = 0
         while True:
             await asyncio.sleep(1.0)
+            ticks += 1
+            if sources.worker is not None and ticks % WORKER_REFRESH_S == 0:
+                try:
+                    await self._writer.execute_write(
+                        record_worker,
+                        sources.worker,
+                        started_at=started,
+                        now=time.time(),
+                        leader=self.is_leader(),
+                        stats=worker_snapshot(sources),
+                    )
+                except StoreError as exc:  # the writer reports outages on /healthz
+                    log.debug("could not store this worker's counters: %s", exc)
             if not self.events.subscribers:
                 continue
             link = runtime.link()

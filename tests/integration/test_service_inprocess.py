@@ -212,16 +212,16 @@ def test_a_refused_batch_is_written_one_by_one_with_presence_intact(
 ) -> None:
     """The database refuses a whole batch once: every message is then written on its own,
     the device's status change is stored with its presence event, and all are acknowledged."""
-    real_write = Store.write
+    real_write = Store.write_batch
     refused: list[int] = []
 
-    def write(store: Store, batch: Any) -> None:
+    def write(store: Store, connection: Any, batch: Any) -> None:
         if len(batch.accepted) > 1 and not refused:
             refused.append(len(batch.accepted))
             raise StoreError("refused once, as a constraint might")
-        real_write(store, batch)
+        real_write(store, connection, batch)
 
-    monkeypatch.setattr(Store, "write", write)
+    monkeypatch.setattr(Store, "write_batch", write)
 
     async def scenario() -> None:
         async with running_service(tmp_path) as (transport, http, _database):

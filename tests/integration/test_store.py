@@ -31,6 +31,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     with opened.engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
             connection.execute(table.delete())
+    PRESENCE.devices.clear()  # the engine follows the emptied database
     yield opened
     opened.close()
 

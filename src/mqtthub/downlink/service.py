@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,14 +34,17 @@ class Downlink:
         events: EventBus,
         prefix: str,
         app_prefix: str,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         """Write through the single writer (``execute_write``), publish through
-        ``transport``; :meth:`run` times out and expires."""
+        ``transport``; :meth:`run` times out and expires while ``is_leader()`` (so once
+        among workers sharing the database)."""
         self._write = execute_write
         self.transport = transport
         self.events = events
         self.prefix = prefix
         self.app_prefix = app_prefix
+        self._is_leader = is_leader or (lambda: True)
 
     async def post_task(
         self, *, recipient: str, title: str, body: str, expires_in: int | None
@@ -106,7 +110,10 @@ class Downlink:
         }
 
     async def handle(self, routed: Routed, payload: bytes) -> None:
-        """A receipt, reply or app status arrived (stored before it is acknowledged)."""
+        """A receipt, reply or app status arrived (stored before it is acknowledged).
+
+        With several workers each one receives these; a receipt or reply changes a task or
+        command only once (the first), so it is recorded once."""
         now = time.time()
         if routed.route is Route.TASK_RECEIPT:
             state = _receipt_state(payload)
@@ -116,7 +123,11 @@ class Downlink:
             body = payload[:4096].decode("utf-8", errors="replace")
             if await self._write(db.reply, routed.subject, routed.item, body, now):
                 self.events.publish("command", {"id": routed.item, "state": CommandState.REPLIED})
-        elif routed.route is Route.APP_STATUS and payload.strip().lower() == b"online":
+        elif (
+            routed.route is Route.APP_STATUS
+            and payload.strip().lower() == b"online"
+            and self._is_leader()  # every worker hears it; the leader re-sends
+        ):
             await self._republish(routed.subject, now)
 
     async def _republish(self, recipient: str, now: float) -> None:
@@ -128,6 +139,8 @@ class Downlink:
         """Once a second: expire tasks, time out commands."""
         while True:
             await asyncio.sleep(1.0)
+            if not self._is_leader():
+                continue
             now = time.time()
             try:
                 await self._write(db.expire_tasks, now)

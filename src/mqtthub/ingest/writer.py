@@ -5,6 +5,10 @@ message never waits longer than the commit before it (group commit). Blocking da
 work and the presence engine run in one dedicated thread; the event loop only moves
 messages. While the database is unavailable the batch is retried and nothing is
 acknowledged, so the bounded queue fills and the broker holds the rest.
+
+When several workers share the device stream (``shared``), the database decides presence:
+each batch locks its devices, reads their stored presence into the engine, applies its
+messages and commits in one transaction; heartbeat deadlines are expired by the leader only.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.events import EventBus, RecentMessages
@@ -68,11 +72,15 @@ class BatchWriter:
         events: EventBus | None = None,
         recent: RecentMessages | None = None,
         metrics: Metrics | None = None,
+        shared: bool = False,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`.
 
         ``on_taken`` is called each time a batch was taken off the queue (backpressure);
         ``acknowledge`` receives the ``ack`` handles of each committed batch's messages.
+        ``shared``: other workers write the same devices (see the module's docstring);
+        ``is_leader`` then tells whether this worker expires heartbeat deadlines.
         """
         self.store = store
         self.queue = queue
@@ -90,6 +98,8 @@ class BatchWriter:
         self.events = events or EventBus()
         self.recent = recent or RecentMessages()
         self._metrics = metrics
+        self._shared = shared
+        self._is_leader = is_leader or (lambda: True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
         self._dead_letter_log = RateLimitedLog(log)
         self._presence_log = RateLimitedLog(presence_log, limit=20, level=logging.INFO)
@@ -180,15 +190,12 @@ class BatchWriter:
 
     async def _commit(self, messages: list[RawMessage]) -> None:
         started = time.perf_counter()
-        batch = await self._retrying(self._prepare, messages)
         try:
-            await self._retrying(self.store.write, batch)
+            batch = await self._retrying(self._write, messages)
         except Exception:
             log.exception(
                 "could not write a batch of %d messages; writing them one by one", len(messages)
             )
-            # Undo the batch in the presence engine, so each message is applied once.
-            await self._in_thread(self.presence.restore, batch.presence_before)
             kept = [message for message in messages if await self._commit_alone(message)]
             self._acknowledge([message.ack for message in kept if message.ack is not None])
             return
@@ -204,8 +211,7 @@ class BatchWriter:
         """
         started = time.perf_counter()
         try:
-            batch = await self._retrying(self._prepare, [message])
-            await self._retrying(self.store.write, batch)
+            batch = await self._retrying(self._write, [message])
         except Exception as exc:
             rejection = (
                 Rejected(Reason.STORE_REJECTED, str(exc))
@@ -226,9 +232,29 @@ class BatchWriter:
         self._account(batch, time.perf_counter() - started)
         return True
 
-    def _prepare(self, messages: list[RawMessage]) -> Batch:
+    def _write(self, messages: list[RawMessage]) -> Batch:
+        """Prepare and store one batch in one transaction (writer thread).
+
+        If anything fails, the presence engine is put back as it was, so a retry applies
+        each message once.
+        """
+        batch: Batch | None = None
+        try:
+            with self.store.transaction() as connection:
+                batch = self._prepare(messages, connection)
+                self.store.write_batch(connection, batch)
+        except BaseException:
+            if batch is not None:
+                self.presence.restore(batch.presence_before)
+            raise
+        return batch
+
+    def _prepare(self, messages: list[RawMessage], connection: Connection) -> Batch:
         """Parse, look up what needs the database, then apply presence (writer thread)."""
         parsed = parse_all(messages, prefix=self._prefix, max_payload=self._max_payload)
+        if self._shared:
+            ids = {p.result.device_id for p in parsed if isinstance(p.result, Accepted)}
+            self._reload(connection, sorted(ids))
         is_registered = None
         if not self._auto_register:
             ids = {p.result.device_id for p in parsed if isinstance(p.result, Accepted)}
@@ -262,12 +288,50 @@ class BatchWriter:
         since = raw.received_at - self._redelivery_window
         return self.store.has_readings(result.device_id, result.readings, since)
 
+    def _reload(self, connection: Connection, device_ids: list[str]) -> None:
+        """Lock ``device_ids`` for this transaction and load their stored presence."""
+        stored = self.store.lock_presence(connection, device_ids)
+        for device_id in device_ids:
+            state = stored.get(device_id)
+            if state is None:
+                self.presence.devices.pop(device_id, None)
+                continue
+            if state.learned_interval is not None:
+                # Heartbeats are spread over workers: keep learning from the stored interval.
+                state.intervals.append(state.learned_interval)
+            self.presence.load(device_id, state)
+
     async def _expire(self) -> None:
-        transitions = await self._in_thread(self.presence.expire, time.time())
+        if self._shared:
+            if not self._is_leader():
+                return
+            transitions = await self._retrying(self._expire_shared, time.time())
+        else:
+            transitions = await self._in_thread(self.presence.expire, time.time())
+            if transitions:
+                await self._retrying(self.store.write_transitions, transitions)
         if transitions:
-            await self._retrying(self.store.write_transitions, transitions)
             self._database_up()
             self._log_transitions(transitions)
+
+    def _expire_shared(self, now: float) -> list[Transition]:
+        """Expire deadlines from the stored presence (the leader, for all workers): find
+        the candidates without locks, then lock, reload and expire those."""
+        candidates = PresenceEngine(
+            default_timeout=self.presence.default_timeout,
+            missed_intervals=self.presence.missed_intervals,
+        )
+        for device_id, state in self.store.presence_states(online_only=True).items():
+            candidates.load(device_id, state)
+        due = sorted(t.device_id for t in candidates.expire(now))
+        if not due:
+            return []
+        with self.store.transaction() as connection:
+            self._reload(connection, due)
+            transitions = self.presence.expire(now, due)
+            if transitions:
+                self.store.write_transitions(transitions, connection)
+        return transitions
 
     def _database_down(self, exc: StoreUnavailableError) -> None:
         reason = str(exc)
@@ -351,17 +415,22 @@ class BatchWriter:
                 if values
                 else bool(self.store.registered([device_id]))
             )
-            state = self.presence.devices.get(device_id)
-            if not found or state is None:
-                # A provisioned device that never connected has a row but no presence yet.
-                return found, None
-            if "heartbeat_timeout" in values:
-                state.heartbeat_timeout = values["heartbeat_timeout"]
-            change = None
-            if status is not None:
-                change = self.presence.set_manual(device_id, status, time.time())
-                if change is not None:
-                    self.store.write_transitions([change])
+            if not found:
+                return False, None
+            with self.store.transaction() as connection:
+                if self._shared:
+                    self._reload(connection, [device_id])
+                state = self.presence.devices.get(device_id)
+                if state is None:
+                    # A provisioned device that never connected has no presence yet.
+                    return True, None
+                if "heartbeat_timeout" in values:
+                    state.heartbeat_timeout = values["heartbeat_timeout"]
+                change = None
+                if status is not None:
+                    change = self.presence.set_manual(device_id, status, time.time())
+                    if change is not None:
+                        self.store.write_transitions([change], connection)
             return True, change
 
         found, change = await self._in_thread(configure_now)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -153,25 +153,59 @@ class Store:
             rows = connection.execute(select(devices.c.id).where(devices.c.id.in_(ids)))
             return {row.id for row in rows}
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as connection:
+            yield connection
+
     def write(self, batch: Batch) -> None:
-        """Write one batch in one transaction; readings already stored are ignored.
+        """Write one batch in a transaction of its own (see :meth:`write_batch`)."""
+        with self.transaction() as connection:
+            self.write_batch(connection, batch)
+
+    def write_batch(self, connection: Connection, batch: Batch) -> None:
+        """Write one batch inside ``connection``'s transaction; readings already stored
+        are ignored.
 
         Samples go to ``samples``, and from them ``latest_readings`` (never moved back to
         an older value) and ``readings_1m`` (only values not stored before are counted).
         """
-        with self.engine.begin() as connection:
-            if batch.devices:
-                rows = [_device_row(update) for update in batch.devices.values()]
-                connection.execute(self._insert(devices).on_conflict_do_nothing(), rows)
-                connection.execute(_DEVICE_SEEN, [_seen_row(u) for u in batch.devices.values()])
-            if batch.transitions:
-                self._write_transitions(connection, batch.transitions)
-            if batch.samples:
-                self._samples.write(connection, batch.samples)
-            if batch.dead_letters:
-                connection.execute(
-                    dead_letters.insert(), [_dead_letter_row(d) for d in batch.dead_letters]
-                )
+        # Sorted: workers sharing the database touch rows in one order (no deadlocks).
+        updates = sorted(batch.devices.values(), key=lambda u: u.device_id)
+        if updates:
+            connection.execute(
+                self._insert(devices).on_conflict_do_nothing(), [_device_row(u) for u in updates]
+            )
+        if batch.transitions:
+            self._write_transitions(connection, batch.transitions)
+        if updates:  # after the transitions: status_ts is the presence engine's
+            connection.execute(_DEVICE_SEEN, [_seen_row(u) for u in updates])
+        if batch.samples:
+            self._samples.write(connection, batch.samples)
+        if batch.dead_letters:
+            connection.execute(
+                dead_letters.insert(), [_dead_letter_row(d) for d in batch.dead_letters]
+            )
+
+    def lock_presence(
+        self, connection: Connection, device_ids: Sequence[str]
+    ) -> dict[str, DeviceState]:
+        """Lock ``device_ids`` until ``connection``'s transaction ends, then read their
+        stored presence (devices not stored yet are missing from the result).
+
+        With several workers on one PostgreSQL database this is what makes the database,
+        not one process's memory, decide presence: a worker holds a device from reading
+        its state to committing what its batch changed, so batches touching one device
+        run one after the other. The locks are transaction-level advisory locks on the
+        ids (rows may not exist yet), taken in one order so two workers never deadlock.
+        SQLite has one writer at a time anyway.
+        """
+        if not device_ids:
+            return {}
+        if self.dialect == "postgresql":
+            connection.exec_driver_sql(_LOCK_DEVICES, (list(device_ids),))
+        return _presence_states(connection, _PRESENCE.where(devices.c.id.in_(list(device_ids))))
 
     def delete_device(self, device_id: str) -> bool:
         """Remove a device and all its data; False when it did not exist."""
@@ -190,10 +224,16 @@ class Store:
             )
             return bool(result.rowcount)
 
-    def write_transitions(self, transitions: Sequence[Transition]) -> None:
-        """Store presence changes that came from the clock (heartbeat timeouts)."""
-        with self.engine.begin() as connection:
+    def write_transitions(
+        self, transitions: Sequence[Transition], connection: Connection | None = None
+    ) -> None:
+        """Store presence changes that came from the clock (heartbeat timeouts) or an
+        operator, in ``connection``'s transaction or one of their own."""
+        if connection is not None:
             self._write_transitions(connection, transitions)
+            return
+        with self.transaction() as own:
+            self._write_transitions(own, transitions)
 
     @staticmethod
     def _write_transitions(connection: Connection, transitions: Sequence[Transition]) -> None:
@@ -218,25 +258,14 @@ class Store:
             ],
         )
 
-    def presence_states(self) -> dict[str, DeviceState]:
-        """Every device's stored presence, to seed the presence engine at start-up."""
-        query = select(
-            devices.c.id,
-            devices.c.status,
-            devices.c.last_seen,
-            devices.c.heartbeat_interval,
-            devices.c.heartbeat_timeout,
+    def presence_states(self, *, online_only: bool = False) -> dict[str, DeviceState]:
+        """Every device's stored presence (or only the online devices'), to seed the
+        presence engine at start-up or to find heartbeat deadlines that passed."""
+        query = (
+            _PRESENCE.where(devices.c.status == str(Status.ONLINE)) if online_only else _PRESENCE
         )
         with self.engine.connect() as connection:
-            return {
-                row.id: DeviceState(
-                    Status(row.status),
-                    row.last_seen,
-                    heartbeat_timeout=row.heartbeat_timeout,
-                    learned_interval=row.heartbeat_interval,
-                )
-                for row in connection.execute(query)
-            }
+            return _presence_states(connection, query)
 
     def has_readings(self, device_id: str, readings: Sequence[Reading], since: float) -> bool:
         """True when every one of ``readings`` (same values, one shared time) is stored.
@@ -251,6 +280,36 @@ class Store:
             return has_sample(connection, self.dialect, device_id, readings, since)
 
 
+_PRESENCE = select(
+    devices.c.id,
+    devices.c.status,
+    devices.c.last_seen,
+    devices.c.heartbeat_interval,
+    devices.c.heartbeat_timeout,
+    devices.c.status_ts,
+    devices.c.last_heartbeat,
+)
+# Namespace 28017 ("mq") of two-key advisory locks: (namespace, hash of a device id).
+_LOCK_DEVICES = (
+    "SELECT pg_advisory_xact_lock(28017, h)"
+    " FROM (SELECT DISTINCT hashtext(d) AS h FROM unnest(%s::text[]) AS d ORDER BY h) AS ids"
+)
+
+
+def _presence_states(connection: Connection, query: Any) -> dict[str, DeviceState]:
+    return {
+        row.id: DeviceState(
+            Status(row.status),
+            row.last_seen,
+            heartbeat_timeout=row.heartbeat_timeout,
+            learned_interval=row.heartbeat_interval,
+            status_ts=row.status_ts,
+            last_heartbeat=row.last_heartbeat,
+        )
+        for row in connection.execute(query)
+    }
+
+
 def _device_row(update: DeviceUpdate) -> dict[str, Any]:
     return {
         "id": update.device_id,
@@ -260,6 +319,8 @@ def _device_row(update: DeviceUpdate) -> dict[str, Any]:
         "last_message_type": str(update.last_message_type),
         "status_changed_at": update.first_seen,
         "heartbeat_interval": update.heartbeat_interval,
+        "status_ts": update.status_ts,
+        "last_heartbeat": update.last_heartbeat,
     }
 
 
@@ -269,6 +330,8 @@ def _seen_row(update: DeviceUpdate) -> dict[str, Any]:
         "last_seen": update.last_seen,
         "last_message_type": str(update.last_message_type),
         "heartbeat_interval": update.heartbeat_interval,
+        "status_ts": update.status_ts,
+        "last_heartbeat": update.last_heartbeat,
     }
 
 
@@ -301,6 +364,10 @@ _DEVICE_SEEN = (
         heartbeat_interval=func.coalesce(
             bindparam("heartbeat_interval", type_=Double), devices.c.heartbeat_interval
         ),
+        status_ts=func.coalesce(bindparam("status_ts", type_=Double), devices.c.status_ts),
+        last_heartbeat=func.coalesce(
+            bindparam("last_heartbeat", type_=Double), devices.c.last_heartbeat
+        ),
     )
 )
 _DEVICE_STATUS = (
@@ -310,6 +377,7 @@ _DEVICE_STATUS = (
         status=bindparam("status"),
         status_reason=bindparam("reason"),
         status_changed_at=bindparam("at"),
+        status_ts=bindparam("at"),
     )
 )
 

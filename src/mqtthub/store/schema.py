@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Double,
     Index,
@@ -44,6 +45,9 @@ devices = Table(
     Column("name", String(128), nullable=True),
     Column("labels", Text, nullable=True),  # a JSON object of string labels
     Column("mqtt_password_hash", String(255), nullable=True),  # Mosquitto $7$ PBKDF2 format
+    # When the event that decided ``status`` happened (device ts, else receive time).
+    Column("status_ts", Double, nullable=True),
+    Column("last_heartbeat", Double, nullable=True),
 )
 
 presence_events = Table(
@@ -153,4 +157,16 @@ commands = Table(
     Column("replied_at", Double, nullable=True),
     Column("reply", Text, nullable=True),
     Index("ix_commands_device_created", "device_id", "created_at"),
+)
+
+# One row per running ``serve`` process (worker), keyed by its MQTT client id: its counters
+# as JSON, refreshed every few seconds, so any worker can answer for all of them.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("started_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("leader", Boolean, nullable=False),
+    Column("stats", Text, nullable=False),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -17,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from mqtthub.errors import StoreError
 from mqtthub.messages import DEVICE_ID_PATTERN, Status
+from mqtthub.stats import combine
 from mqtthub.store import queries
 from mqtthub.store.database import Store
+from mqtthub.store.workers import live_workers
 from mqtthub.web.runtime import Runtime
 
 router = APIRouter()
@@ -361,14 +364,49 @@ async def patch_device(
 
 @router.get("/stats", tags=["health"])
 def get_stats(store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
-    """Message counters since start, queue depth and devices by status."""
+    """Message counters since start, queue depth and devices by status; with several
+    workers, summed over all of them (``workers`` lists each one)."""
     stats = runtime.stats.as_dict()
     stats["queue_depth"] = runtime.queue_depth()
+    if runtime.worker_id is not None:
+        stats = _all_workers(store, runtime, stats)
     try:
         stats["devices"] = store.read(queries.count_devices)
     except StoreError:
         stats["devices"] = None  # the counters above still help while the database is down
     return stats
+
+
+def _all_workers(store: Store, runtime: Runtime, own: dict[str, Any]) -> dict[str, Any]:
+    """This worker's counters plus those the other live workers stored."""
+    try:
+        rows = store.read(live_workers)
+    except StoreError:
+        rows = []  # only this worker's counters while the database is down
+    others = [row for row in rows if row["id"] != runtime.worker_id]
+    total = combine([own, *(row["stats"] for row in others)])
+    listed = [(runtime.worker_id, runtime.is_leader(), {**own, "pid": os.getpid()})]
+    listed += [(row["id"], row["leader"], row["stats"]) for row in others]
+    total["workers"] = [
+        {
+            "id": worker_id,
+            "leader": leader,
+            **{key: counters.get(key, 0) for key in _WORKER_FIELDS},
+        }
+        for worker_id, leader, counters in listed
+    ]
+    return total
+
+
+_WORKER_FIELDS = (
+    "pid",
+    "started_at",
+    "messages_received",
+    "messages_stored",
+    "dead_letters",
+    "queue_depth",
+    "by_type",
+)
 
 
 @router.get("/dead-letters", response_model=list[DeadLetterOut], tags=["dead letters"])

@@ -33,3 +33,5 @@ class Runtime:
     device_endpoint: str = ""
     topic_prefix: str = "devices"
     reserved_ids: frozenset[str] = frozenset()  # names no device may take (backend user, ...)
+    worker_id: str | None = None  # set when other workers share the devices (stats cover all)
+    is_leader: Callable[[], bool] = lambda: True

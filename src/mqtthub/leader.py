@@ -1,0 +1,94 @@
+"""Which worker leads: one PostgreSQL advisory lock among the workers sharing a database.
+
+The leader alone runs the work that must happen once for all workers: heartbeat deadlines
+and the downlink's housekeeping (task expiry, command time-outs). The lock is held by a
+session of its own; when the leader's process dies its session ends, the server frees the
+lock and another worker takes it at its next attempt (every ``RETRY_S``). TCP keepalives
+on that session make the server notice a leader whose machine vanished without a FIN
+within about ``KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("mqtthub.leader")
+RETRY_S = 2.0
+KEEPALIVE_IDLE_S = 4
+KEEPALIVE_INTERVAL_S = 2
+KEEPALIVE_COUNT = 2
+# Two-key advisory lock (namespace, key); store.database locks devices in namespace 28017.
+_LOCK = "(28018, 1)"
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    """``postgresql+psycopg://...`` as the plain URL libpq takes."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
+class Leadership:
+    """Tries to hold the leader lock and tells whether this worker holds it now."""
+
+    def __init__(self, database_url: str, *, on_change: Callable[[bool], None] | None = None):
+        """``database_url``: the workers' PostgreSQL (SQLAlchemy form);
+        ``on_change`` is told each time this worker gains or loses the lead."""
+        self._url = libpq_url(database_url)
+        self._on_change = on_change or (lambda _leading: None)
+        self._session: psycopg.Connection[tuple[object, ...]] | None = None
+        self.leading = False
+
+    async def run(self) -> None:
+        """Keep trying to lead, and check the lock's session while leading, until cancelled."""
+        try:
+            while True:
+                leading = await asyncio.to_thread(self._attempt)
+                if leading != self.leading:
+                    self.leading = leading
+                    log.info(
+                        "this worker %s",
+                        "leads: it expires heartbeat deadlines and runs downlink housekeeping"
+                        if leading
+                        else "no longer leads",
+                    )
+                    self._on_change(leading)
+                await asyncio.sleep(RETRY_S)
+        finally:
+            await asyncio.to_thread(self.close)
+
+    def _attempt(self) -> bool:
+        """Take the lock, or check that the session holding it is alive (blocking)."""
+        try:
+            if self._session is None:
+                self._session = psycopg.connect(
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=5,
+                    keepalives=1,
+                    keepalives_idle=KEEPALIVE_IDLE_S,
+                    keepalives_interval=KEEPALIVE_INTERVAL_S,
+                    keepalives_count=KEEPALIVE_COUNT,
+                    application_name="mqtthub-leader",
+                )
+            if self.leading:
+                self._session.execute("SELECT 1")
+                return True
+            row = self._session.execute(f"SELECT pg_try_advisory_lock{_LOCK}").fetchone()
+            return bool(row and row[0])
+        except psycopg.Error as exc:
+            if self.leading:
+                log.warning("lost the leader lock's database session: %s", exc)
+            self.close()
+            return False
+
+    def close(self) -> None:
+        """End the lock's session (which frees the lock if held)."""
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(psycopg.Error):  # already gone
+                session.close()
