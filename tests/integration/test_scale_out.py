@@ -230,3 +230,48 @@ def test_downlink_once_when_the_leader_dies(
         assert len(lines) == 1
     finally:
         second.stop()
+
+
+def test_heartbeat_deadlines_expire_once_across_workers(
+    mosquitto_factory: MosquittoFactory,
+    postgres_database: tuple[Any, str, str],
+    tmp_path: Path,
+) -> None:
+    """Two workers; 20 devices fall silent: each goes offline by heartbeat timeout exactly
+    once, decided by the leader from the stored last activity."""
+    broker = mosquitto_factory()
+    _admin, _name, url = postgres_database
+    serve = workers_serve(
+        broker, url, tmp_path / "serve", MQTTHUB_WORKERS="2", MQTTHUB_HEARTBEAT_TIMEOUT="2"
+    ).start()
+    try:
+        wait_until(lambda: len(workers(serve)) == 2, timeout=30, what="2 workers reporting")
+        publish_qos1(
+            broker.port,
+            [(f"devices/h{d}/heartbeat", b'{"uptime": 1}') for d in range(20)] * 3,
+            client_id="beats",
+        )
+
+        def timeouts() -> list[tuple[Any, ...]]:
+            return query(
+                url,
+                "SELECT device_id, count(*) FROM presence_events"
+                " WHERE reason = 'heartbeat_timeout' GROUP BY device_id",
+            )
+
+        wait_until(lambda: len(timeouts()) == 20, timeout=20, what="20 timeouts")
+        offline = query(url, "SELECT count(*) FROM devices WHERE status = 'offline'")
+        assert offline[0][0] == 20
+        # One more round of both workers' counters later, still one timeout per device.
+        refreshed = dict(query(url, "SELECT id, updated_at FROM workers"))
+        wait_until(
+            lambda: all(
+                at > refreshed[worker_id]
+                for worker_id, at in query(url, "SELECT id, updated_at FROM workers")
+            ),
+            timeout=10,
+            what="the workers' next refresh",
+        )
+        assert {count for _device, count in timeouts()} == {1}
+    finally:
+        serve.stop()

@@ -524,3 +524,27 @@ def test_settings_class_reads_environment_prefix(monkeypatch: pytest.MonkeyPatch
     """Every field is MQTTHUB_<NAME>, e.g. MQTTHUB_BATCH_SIZE."""
     monkeypatch.setenv("MQTTHUB_BATCH_SIZE", "250")
     assert Settings().batch_size == 250
+
+
+def test_several_workers_or_a_share_group_need_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite takes one writer per file: sharing the stream is refused with the fix."""
+    message = config_error(monkeypatch, {"MQTTHUB_WORKERS": "3"})
+    assert message.startswith("MQTTHUB_WORKERS=3") and "postgresql://" in message
+    monkeypatch.delenv("MQTTHUB_WORKERS")
+    message = config_error(monkeypatch, {"MQTTHUB_SHARE_GROUP": "fleet"})
+    assert message.startswith("MQTTHUB_SHARE_GROUP=fleet") and "postgresql://" in message
+
+
+def test_workers_share_the_group_mqtthub_unless_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MQTTHUB_DATABASE_URL", "postgresql://db.example/mqtthub")
+    assert load_settings().effective_share_group is None
+    assert load_settings(workers=2).effective_share_group == "mqtthub"
+    assert load_settings(workers=2, share_group="fleet").effective_share_group == "fleet"
+
+
+@pytest.mark.parametrize("group", ["a/b", "a+", "#"])
+def test_share_group_is_one_topic_level(monkeypatch: pytest.MonkeyPatch, group: str) -> None:
+    message = config_error(monkeypatch, {"MQTTHUB_SHARE_GROUP": group})
+    assert message.startswith("MQTTHUB_SHARE_GROUP: must be one topic level")

@@ -492,3 +492,51 @@ def test_loaded_learned_interval_survives_until_two_new_intervals_are_seen() -> 
     assert engine.devices["d1"].learned_interval == 10
     heartbeats(engine, T0 + 125)
     assert engine.devices["d1"].learned_interval == 60
+
+
+# --- messages handled out of order (several workers) --------------------------------------
+
+
+def test_an_older_status_handled_later_does_not_roll_the_status_back() -> None:
+    """offline at ts T0+1 is handled first, online at ts T0 second (another worker was
+    slower): the device stays offline."""
+    engine = PresenceEngine()
+    live(engine, sensor(at=T0 - 10), T0 - 10)
+    assert live(engine, status("d1", Status.OFFLINE, ts=T0 + 1, at=T0 + 2), T0 + 2) is not None
+    assert live(engine, status("d1", Status.ONLINE, ts=T0, at=T0 + 1), T0 + 2.5) is None
+    assert status_of(engine) is Status.OFFLINE
+    assert engine.devices["d1"].status_ts == T0 + 1
+
+
+def test_an_older_offline_handled_later_does_not_roll_an_online_back() -> None:
+    engine = PresenceEngine()
+    live(engine, status("d1", Status.ONLINE, ts=T0 + 1, at=T0 + 1), T0 + 1)
+    assert live(engine, status("d1", Status.OFFLINE, ts=T0, at=T0 + 1), T0 + 1) is None
+    assert status_of(engine) is Status.ONLINE
+
+
+def test_activity_received_before_the_offline_does_not_bring_the_device_back() -> None:
+    """A reading received at T0+5, handled after an offline that happened at T0+6."""
+    engine = PresenceEngine()
+    live(engine, sensor(at=T0), T0)
+    live(engine, status("d1", Status.OFFLINE, ts=T0 + 6, at=T0 + 6), T0 + 6)
+    assert live(engine, sensor(at=T0 + 5), T0 + 5) is None
+    assert status_of(engine) is Status.OFFLINE
+    transition = live(engine, sensor(at=T0 + 7), T0 + 7)
+    assert transition is not None and transition.status is Status.ONLINE
+
+
+def test_a_will_received_before_a_newer_online_is_ignored() -> None:
+    engine = PresenceEngine()
+    live(engine, status("d1", Status.ONLINE, ts=None, at=T0 + 3), T0 + 3)
+    assert live(engine, status("d1", Status.OFFLINE, ts=None, at=T0 + 2), T0 + 2) is None
+    assert status_of(engine) is Status.ONLINE
+
+
+def test_expire_can_be_limited_to_some_devices() -> None:
+    engine = PresenceEngine(default_timeout=10)
+    for device_id in ("a", "b"):
+        live(engine, sensor(device_id, at=T0), T0)
+    assert [t.device_id for t in engine.expire(T0 + 20, ["b", "unknown"])] == ["b"]
+    assert status_of(engine, "a") is Status.ONLINE
+    assert engine.devices["b"].status_ts == T0 + 20
