@@ -25,9 +25,10 @@ from mqtthub.messages import max_packet_size, subscriptions
 from mqtthub.metrics import Metrics, Sources, worker_snapshot
 from mqtthub.pipeline import RawMessage, internal_error
 from mqtthub.presence import PresenceEngine
-from mqtthub.stats import Stats
+from mqtthub.stats import Stats, combine
 from mqtthub.store import queries
 from mqtthub.store.database import Store, record_connection_event
+from mqtthub.store.notify import EventRelay
 from mqtthub.store.workers import live_workers, record_worker
 from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
@@ -189,7 +190,7 @@ class Service:
             acknowledge=lambda acks: self.transport.acknowledge(acks),
             events=self.events,
             metrics=metrics,
-            shared=share_group is not None,
+            worker_id=worker,
             is_leader=self.is_leader,
         )
         await writer.load()
@@ -226,6 +227,7 @@ class Service:
             prefix=settings.topic_prefix,
             app_prefix=settings.app_prefix,
             is_leader=self.is_leader,
+            shared=worker is not None,
         )
         runtime = Runtime(
             link=lambda: transport.state,
@@ -269,6 +271,9 @@ class Service:
         writer_task = supervisor.start("writer", writer.run())
         if http_socket is not None:
             supervisor.start("http", server.serve(sockets=[http_socket]))
+            if worker is not None:
+                relay = EventRelay(settings.sqlalchemy_url, worker, self.events.publish)
+                supervisor.start("events", relay.run())
         supervisor.start("stats", self._publish_stats(runtime, sources, started=time.time()))
         supervisor.start("downlink", self.downlink.run())
         try:
@@ -403,11 +408,14 @@ class Service:
             if not self.events.subscribers:
                 continue
             link = runtime.link()
+            counters = {**self.stats.as_dict(), "queue_depth": self.queue.qsize()}
+            if sources.worker is not None:  # the dashboard shows every worker's sums
+                others = await asyncio.to_thread(sources.other_workers)
+                counters = combine([counters, *(snapshot for _id, snapshot in others)])
             self.events.publish(
                 "stats",
                 {
-                    **self.stats.as_dict(),
-                    "queue_depth": self.queue.qsize(),
+                    **counters,
                     "mqtt": link.phase,
                     "reason": link.reason,
                     "protocol": link.protocol,

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import psycopg
 
@@ -273,5 +274,53 @@ def test_heartbeat_deadlines_expire_once_across_workers(
             what="the workers' next refresh",
         )
         assert {count for _device, count in timeouts()} == {1}
+    finally:
+        serve.stop()
+
+
+def test_the_dashboard_stream_shows_devices_every_worker_handled(
+    mosquitto_factory: MosquittoFactory,
+    postgres_database: tuple[Any, str, str],
+    tmp_path: Path,
+) -> None:
+    """Worker 0's /api/stream carries device events for all devices, including those whose
+    messages another worker handled, and the stats event counts every worker."""
+    broker = mosquitto_factory()
+    _admin, _name, url = postgres_database
+    serve = workers_serve(broker, url, tmp_path / "serve", MQTTHUB_WORKERS="2").start()
+    try:
+        wait_until(lambda: len(workers(serve)) == 2, timeout=30, what="2 workers reporting")
+        seen: set[str] = set()
+        stats: list[dict[str, Any]] = []
+        connected = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream("GET", serve.base_url + "/api/stream", timeout=30) as response:
+                connected.set()
+                kind = None
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: ") and kind == "device":
+                        seen.add(json.loads(line[6:])["id"])
+                    elif line.startswith("data: ") and kind == "stats":
+                        stats.append(json.loads(line[6:]))
+                        if len(seen) == 20 and stats[-1]["messages_stored"] == 20:
+                            return
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        assert connected.wait(10)
+        publish_qos1(
+            broker.port,
+            [(f"devices/live{d}/sensor", b'{"v": 1}') for d in range(20)],
+            client_id="live",
+        )
+        listener.join(30)
+        assert seen == {f"live{d}" for d in range(20)}
+        assert stats[-1]["messages_stored"] == 20
+        handled = [w["by_type"].get("sensor", 0) for w in workers(serve)]
+        assert sum(handled) == 20
+        assert min(handled) > 0
     finally:
         serve.stop()

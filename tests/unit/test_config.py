@@ -529,10 +529,12 @@ def test_settings_class_reads_environment_prefix(monkeypatch: pytest.MonkeyPatch
 def test_several_workers_or_a_share_group_need_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite takes one writer per file: sharing the stream is refused with the fix."""
     message = config_error(monkeypatch, {"MQTTHUB_WORKERS": "3"})
-    assert message.startswith("MQTTHUB_WORKERS=3") and "postgresql://" in message
+    assert message.startswith("MQTTHUB_WORKERS=3")
+    assert "postgresql://" in message
     monkeypatch.delenv("MQTTHUB_WORKERS")
     message = config_error(monkeypatch, {"MQTTHUB_SHARE_GROUP": "fleet"})
-    assert message.startswith("MQTTHUB_SHARE_GROUP=fleet") and "postgresql://" in message
+    assert message.startswith("MQTTHUB_SHARE_GROUP=fleet")
+    assert "postgresql://" in message
 
 
 def test_workers_share_the_group_mqtthub_unless_one_is_named(

@@ -523,7 +523,8 @@ def test_activity_received_before_the_offline_does_not_bring_the_device_back() -
     assert live(engine, sensor(at=T0 + 5), T0 + 5) is None
     assert status_of(engine) is Status.OFFLINE
     transition = live(engine, sensor(at=T0 + 7), T0 + 7)
-    assert transition is not None and transition.status is Status.ONLINE
+    assert transition is not None
+    assert transition.status is Status.ONLINE
 
 
 def test_a_will_received_before_a_newer_online_is_ignored() -> None:

@@ -35,16 +35,19 @@ class Downlink:
         prefix: str,
         app_prefix: str,
         is_leader: Callable[[], bool] | None = None,
+        shared: bool = False,
     ) -> None:
         """Write through the single writer (``execute_write``), publish through
         ``transport``; :meth:`run` times out and expires while ``is_leader()`` (so once
-        among workers sharing the database)."""
+        among workers sharing the database); ``shared``: other workers hear the same
+        receipts and replies."""
         self._write = execute_write
         self.transport = transport
         self.events = events
         self.prefix = prefix
         self.app_prefix = app_prefix
         self._is_leader = is_leader or (lambda: True)
+        self._shared = shared
 
     async def post_task(
         self, *, recipient: str, title: str, body: str, expires_in: int | None
@@ -117,11 +120,16 @@ class Downlink:
         now = time.time()
         if routed.route is Route.TASK_RECEIPT:
             state = _receipt_state(payload)
-            if await self._write(db.receipt, routed.subject, routed.item, state, now):
+            # With other workers, the one that stored it first may not be this one: tell
+            # this worker's dashboards all the same.
+            if (
+                await self._write(db.receipt, routed.subject, routed.item, state, now)
+                or self._shared
+            ):
                 self.events.publish("task", {"id": routed.item, "state": state})
         elif routed.route is Route.COMMAND_REPLY:
             body = payload[:4096].decode("utf-8", errors="replace")
-            if await self._write(db.reply, routed.subject, routed.item, body, now):
+            if await self._write(db.reply, routed.subject, routed.item, body, now) or self._shared:
                 self.events.publish("command", {"id": routed.item, "state": CommandState.REPLIED})
         elif (
             routed.route is Route.APP_STATUS

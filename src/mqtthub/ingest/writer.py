@@ -6,9 +6,10 @@ work and the presence engine run in one dedicated thread; the event loop only mo
 messages. While the database is unavailable the batch is retried and nothing is
 acknowledged, so the bounded queue fills and the broker holds the rest.
 
-When several workers share the device stream (``shared``), the database decides presence:
-each batch locks its devices, reads their stored presence into the engine, applies its
-messages and commits in one transaction; heartbeat deadlines are expired by the leader only.
+When several workers share the device stream (``worker_id`` set), the database decides
+presence: each batch locks its devices, reads their stored presence into the engine,
+applies its messages and commits in one transaction, with its live events for the other
+workers' dashboards (``store.notify``); heartbeat deadlines are expired by the leader only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mqtthub.presence import PresenceEngine, Transition
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
 from mqtthub.store.errors import translated
+from mqtthub.store.notify import Event, notify
 
 log = logging.getLogger("mqtthub.writer")
 presence_log = logging.getLogger("mqtthub.presence")
@@ -72,15 +74,15 @@ class BatchWriter:
         events: EventBus | None = None,
         recent: RecentMessages | None = None,
         metrics: Metrics | None = None,
-        shared: bool = False,
+        worker_id: str | None = None,
         is_leader: Callable[[], bool] | None = None,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`.
 
         ``on_taken`` is called each time a batch was taken off the queue (backpressure);
         ``acknowledge`` receives the ``ack`` handles of each committed batch's messages.
-        ``shared``: other workers write the same devices (see the module's docstring);
-        ``is_leader`` then tells whether this worker expires heartbeat deadlines.
+        ``worker_id``: set when other workers write the same devices (see the module's
+        docstring); ``is_leader`` then tells whether this worker expires heartbeat deadlines.
         """
         self.store = store
         self.queue = queue
@@ -98,7 +100,8 @@ class BatchWriter:
         self.events = events or EventBus()
         self.recent = recent or RecentMessages()
         self._metrics = metrics
-        self._shared = shared
+        self._worker_id = worker_id
+        self._shared = worker_id is not None
         self._is_leader = is_leader or (lambda: True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
         self._dead_letter_log = RateLimitedLog(log)
@@ -243,6 +246,8 @@ class BatchWriter:
             with self.store.transaction() as connection:
                 batch = self._prepare(messages, connection)
                 self.store.write_batch(connection, batch)
+                if self._worker_id is not None:
+                    notify(connection, self._worker_id, batch_events(batch))
         except BaseException:
             if batch is not None:
                 self.presence.restore(batch.presence_before)
@@ -367,28 +372,8 @@ class BatchWriter:
         for raw, message in batch.accepted:
             recent.add(message.device_id, raw.received_at, raw.topic, raw.payload)
         if self.events.subscribers:
-            self._publish_events(batch)
-
-    def _publish_events(self, batch: Batch) -> None:
-        latest: dict[str, dict[str, dict[str, float]]] = {}
-        for device_id, ts, metrics in batch.samples:
-            values = latest.setdefault(device_id, {})
-            for metric, value in metrics.items():
-                values[metric] = {"value": value, "ts": ts}
-        reasons = {t.device_id: str(t.reason) for t in batch.transitions}
-        for device_id, update in batch.devices.items():
-            event: dict[str, Any] = {
-                "id": device_id,
-                "status": str(update.status),
-                "last_seen": update.last_seen,
-                "last_message_type": str(update.last_message_type),
-                "latest": latest.get(device_id, {}),
-            }
-            if device_id in reasons:
-                event["status_reason"] = reasons[device_id]
-            self.events.publish("device", event)
-        for dead in batch.dead_letters:
-            self.events.publish("dead_letter", {"reason": str(dead.reason), "topic": dead.topic})
+            for kind, data in batch_events(batch):
+                self.events.publish(kind, data)
 
     async def forget(self, device_id: str) -> bool:
         """Delete a device and its data (in the writer's thread, so presence stays consistent)."""
@@ -450,3 +435,29 @@ class BatchWriter:
                 change.reason,
                 f": {change.detail}" if change.detail else "",
             )
+
+
+def batch_events(batch: Batch) -> list[Event]:
+    """The live events a committed batch causes: one ``device`` event per device (status,
+    last seen, the batch's latest values) and one ``dead_letter`` per rejected message."""
+    latest: dict[str, dict[str, dict[str, float]]] = {}
+    for device_id, ts, metrics in batch.samples:
+        values = latest.setdefault(device_id, {})
+        for metric, value in metrics.items():
+            values[metric] = {"value": value, "ts": ts}
+    reasons = {t.device_id: str(t.reason) for t in batch.transitions}
+    events: list[Event] = []
+    for device_id, update in batch.devices.items():
+        event: dict[str, Any] = {
+            "id": device_id,
+            "status": str(update.status),
+            "last_seen": update.last_seen,
+            "last_message_type": str(update.last_message_type),
+            "latest": latest.get(device_id, {}),
+        }
+        if device_id in reasons:
+            event["status_reason"] = reasons[device_id]
+        events.append(("device", event))
+    for dead in batch.dead_letters:
+        events.append(("dead_letter", {"reason": str(dead.reason), "topic": dead.topic}))
+    return events
