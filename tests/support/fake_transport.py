@@ -46,6 +46,7 @@ class FakeTransport:
     published: list[Published] = field(default_factory=list)
     acknowledged: list[int] = field(default_factory=list)
     paused: bool = False
+    added_topics: list[str] = field(default_factory=list)
     _closed: asyncio.Event = field(default_factory=asyncio.Event)
     _next_packet_id: int = 1
 
@@ -94,3 +95,7 @@ class FakeTransport:
     def resume_reading(self) -> None:
         """Record the end of backpressure."""
         self.paused = False
+
+    def add_topics(self, topics: Sequence[str]) -> None:
+        """Record subscriptions added at run time."""
+        self.added_topics.extend(topics)

@@ -43,6 +43,7 @@ from mqtthub.store.schema import (
     dead_letters,
     devices,
     latest_readings,
+    metric_info,
     presence_events,
     readings_1m,
     samples,
@@ -210,7 +211,7 @@ class Store:
     def delete_device(self, device_id: str) -> bool:
         """Remove a device and all its data; False when it did not exist."""
         with self.engine.begin() as connection:
-            for table in (samples, readings_1m, latest_readings, presence_events):
+            for table in (samples, readings_1m, latest_readings, presence_events, metric_info):
                 connection.execute(table.delete().where(table.c.device_id == device_id))
             connection.execute(dead_letters.delete().where(dead_letters.c.device_id == device_id))
             gone = connection.execute(devices.delete().where(devices.c.id == device_id))

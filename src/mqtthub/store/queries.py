@@ -24,6 +24,7 @@ from mqtthub.store.schema import (
     dead_letters,
     devices,
     latest_readings,
+    metric_info,
     presence_events,
     readings_1m,
     samples,
@@ -73,14 +74,34 @@ def _attach_latest(connection: Connection, rows: list[dict[str, Any]], ids: Any)
     by_id = {row["id"]: row for row in rows}
     for row in rows:
         row["latest"] = {}
-    query = select(
-        latest_readings.c.device_id,
-        latest_readings.c.metric,
-        latest_readings.c.value,
-        latest_readings.c.ts,
-    ).where(latest_readings.c.device_id.in_(ids.scalar_subquery()))
-    for device_id, metric, value, ts in connection.execute(query):
-        by_id[device_id]["latest"][metric] = {"value": value, "ts": ts}
+    query = _LATEST.add_columns(latest_readings.c.device_id).where(
+        latest_readings.c.device_id.in_(ids.scalar_subquery())
+    )
+    for latest in connection.execute(query):
+        by_id[latest.device_id]["latest"][latest.metric] = _latest(latest)
+
+
+# The newest value of each metric, with the unit and display name firmware announced.
+_LATEST = select(
+    latest_readings.c.metric,
+    latest_readings.c.value,
+    latest_readings.c.ts,
+    metric_info.c.unit,
+    metric_info.c.name,
+).outerjoin(
+    metric_info,
+    (metric_info.c.device_id == latest_readings.c.device_id)
+    & (metric_info.c.metric == latest_readings.c.metric),
+)
+
+
+def _latest(row: Any) -> dict[str, Any]:
+    latest = {"value": row.value, "ts": row.ts}
+    if row.unit is not None:
+        latest["unit"] = row.unit
+    if row.name is not None:
+        latest["name"] = row.name
+    return latest
 
 
 def device_series(
@@ -152,12 +173,12 @@ def get_device(engine: Engine, device_id: str) -> dict[str, Any] | None:
         if row is None:
             return None
         latest = connection.execute(
-            select(latest_readings.c.metric, latest_readings.c.value, latest_readings.c.ts)
-            .where(latest_readings.c.device_id == device_id)
-            .order_by(latest_readings.c.metric)
+            _LATEST.where(latest_readings.c.device_id == device_id).order_by(
+                latest_readings.c.metric
+            )
         )
         device = dict(row._mapping)
-        device["latest"] = {r.metric: {"value": r.value, "ts": r.ts} for r in latest}
+        device["latest"] = {r.metric: _latest(r) for r in latest}
         return device
 
 

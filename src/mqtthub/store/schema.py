@@ -114,6 +114,18 @@ latest_readings = Table(
     Column("value", Double, nullable=False),
 )
 
+# Units and display names of metrics, as firmware announces them (Home Assistant discovery,
+# Tasmota's TempUnit, Homie's $unit, a mapping file); one row per device and metric.
+metric_info = Table(
+    "metric_info",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("unit", String(32), nullable=True),
+    Column("name", String(128), nullable=True),
+    Column("device_class", String(64), nullable=True),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -76,3 +76,6 @@ class Transport(Protocol):
 
     def resume_reading(self) -> None:
         """Read from the broker again."""
+
+    def add_topics(self, topics: Sequence[str]) -> None:
+        """Subscribe to more topic filters, now if connected and on every reconnect."""

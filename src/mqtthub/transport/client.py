@@ -341,6 +341,7 @@ class MqttTransport:
         self._on_subscribed = on_subscribed
         self._closing = asyncio.Event()
         self._current: _Connection | None = None
+        self._subscribing: set[asyncio.Future[None]] = set()
         self._holding = False
         self.state = LinkState(LinkPhase.STARTING, None, None, time.time(), endpoint.display())
 
@@ -589,17 +590,33 @@ class MqttTransport:
             client.set_auth_credentials(self.endpoint.username, password)
         return client
 
-    async def _subscribe(self, connection: _Connection) -> None:
-        if not self._topics:
+    def add_topics(self, topics: Sequence[str]) -> None:
+        """Subscribe to more topic filters (those not subscribed yet), now if connected and
+        on every reconnect (e.g. the state topics Home Assistant discovery names)."""
+        new = tuple(topic for topic in dict.fromkeys(topics) if topic not in self._topics)
+        if not new:
+            return
+        self._topics += new
+        connection = self._current
+        if connection is not None:
+            task = asyncio.ensure_future(self._subscribe(connection, new))
+            self._subscribing.add(task)
+            task.add_done_callback(self._subscribing.discard)
+
+    async def _subscribe(
+        self, connection: _Connection, topics: tuple[str, ...] | None = None
+    ) -> None:
+        topics = self._topics if topics is None else topics
+        if not topics:
             return
         try:
             granted = await asyncio.wait_for(
-                connection.subscribe(self._topics), timeout=self._connect_timeout
+                connection.subscribe(topics), timeout=self._connect_timeout
             )
         except TimeoutError:
-            log.error("no SUBACK within %.0f s for %s", self._connect_timeout, self._topics)
+            log.error("no SUBACK within %.0f s for %s", self._connect_timeout, topics)
             return
-        for topic, code in zip(self._topics, granted, strict=False):
+        for topic, code in zip(topics, granted, strict=False):
             if code >= reasons.SUBACK_FAILURE:
                 log.error(
                     "subscription to %s refused by the broker (code %#x): the broker's ACL "

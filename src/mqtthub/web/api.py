@@ -54,10 +54,13 @@ Time = Annotated[str | None, Query(max_length=64, description="epoch seconds or 
 
 
 class LatestValue(BaseModel):
-    """The newest value of one metric."""
+    """The newest value of one metric, with its unit and display name when firmware
+    announced them (Home Assistant discovery, Tasmota, Homie, a mapping file)."""
 
     value: float
     ts: str
+    unit: str | None = None
+    name: str | None = None
 
 
 class Device(BaseModel):
@@ -195,9 +198,7 @@ def _device(row: dict[str, Any]) -> dict[str, Any]:
         row[key] = iso(row[key])
     row["labels"] = json.loads(row["labels"]) if row.get("labels") else {}
     if "latest" in row:
-        row["latest"] = {
-            m: {"value": v["value"], "ts": iso(v["ts"])} for m, v in row["latest"].items()
-        }
+        row["latest"] = {m: {**v, "ts": iso(v["ts"])} for m, v in row["latest"].items()}
     return row
 
 
