@@ -130,23 +130,24 @@ class Parsed:
 
 def parse_all(messages: Sequence[RawMessage], *, prefix: str, max_payload: int) -> list[Parsed]:
     """Parse every message of a batch; whatever one message raises rejects only that one."""
-    return [_parse_one(message, prefix=prefix, max_payload=max_payload) for message in messages]
-
-
-def _parse_one(message: RawMessage, *, prefix: str, max_payload: int) -> Parsed:
-    if message.failure is not None:
-        return Parsed(message, Rejected(Reason.INTERNAL_ERROR, message.failure))
-    try:
-        result = parse(
-            message.topic,
-            message.payload,
-            received_at=message.received_at,
-            prefix=prefix,
-            max_payload=max_payload,
-        )
-    except Exception as exc:  # a parser bug or a bomb must not end the batch
-        result = internal_error(exc)
-    return Parsed(message, result)
+    parsed: list[Parsed] = []
+    append = parsed.append
+    for message in messages:  # one loop, no call per message: this runs ~20,000 times/s
+        if message.failure is not None:
+            append(Parsed(message, Rejected(Reason.INTERNAL_ERROR, message.failure)))
+            continue
+        try:
+            result = parse(
+                message.topic,
+                message.payload,
+                received_at=message.received_at,
+                prefix=prefix,
+                max_payload=max_payload,
+            )
+        except Exception as exc:  # a parser bug or a bomb must not end the batch
+            result = internal_error(exc)
+        append(Parsed(message, result))
+    return parsed
 
 
 def internal_error(exc: BaseException, device_id: str | None = None) -> Rejected:

@@ -77,7 +77,14 @@ def merge_samples(samples: Iterable[Sample]) -> dict[tuple[str, float], dict[str
 def distinct_samples(samples: Sequence[Sample]) -> list[Sample]:
     """``samples`` with one per (device, ts), as :func:`merge_samples` merges them (the
     usual batch has no two for one time and is returned as it is, as a list)."""
-    if len({(device_id, ts) for device_id, ts, _ in samples}) == len(samples):
+    times: dict[str, set[float]] = {}  # no tuple per sample: fewer objects for the GC
+    for device_id, ts, _ in samples:
+        seen = times.get(device_id)
+        if seen is None:
+            times[device_id] = {ts}
+        else:
+            seen.add(ts)
+    if sum(map(len, times.values())) == len(samples):
         return list(samples)
     return [(device_id, ts, metrics) for (device_id, ts), metrics in merge_samples(samples).items()]
 
