@@ -12,10 +12,12 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -27,6 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mqtthub.errors import ConfigError
+from mqtthub.profiles import PROFILE_NAMES
 
 TLS_PORTS = frozenset({8883, 18883})
 DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
@@ -132,6 +135,10 @@ class Settings(BaseSettings):
     app_prefix: str = "mqtt_app"
     device_broker_url: str | None = None
     embedded_broker: EmbeddedBroker = EmbeddedBroker.AUTO
+    profiles: str = "mqtthub"
+    mappings: Path | None = None
+    tasmota_timezone: str = "local"
+    homeassistant_prefix: str = "homeassistant"
     share_group: str | None = Field(default=None, max_length=64)
     workers: int = Field(default=1, ge=1, le=64)
     #: Set by ``serve --workers`` for each worker process it starts (0 serves the HTTP API).
@@ -187,12 +194,50 @@ class Settings(BaseSettings):
             raise ValueError("must be one topic level: no '/', '+' or '#'")
         return value
 
-    @field_validator("ca_file", "client_cert", "client_key", mode="before")
+    @field_validator("profiles")
+    @classmethod
+    def _check_profiles(cls, value: str) -> str:
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in PROFILE_NAMES]
+        if unknown or not names:
+            raise ValueError(
+                f"unknown profile {', '.join(unknown) or '(none given)'}: choose from "
+                f"{', '.join(PROFILE_NAMES)} (comma-separated)"
+            )
+        return ",".join(dict.fromkeys(names))
+
+    @field_validator("tasmota_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        if value != "local":
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"{value!r} is not a time zone: use an IANA name such as Europe/Berlin, "
+                    "UTC, or local (this machine's zone)"
+                ) from None
+        return value
+
+    @property
+    def profile_names(self) -> tuple[str, ...]:
+        """The active firmware profiles, in the order given."""
+        return tuple(self.profiles.split(","))
+
+    def tasmota_zone(self) -> tzinfo:
+        """The zone Tasmota's ``Time`` is read in."""
+        if self.tasmota_timezone == "local":
+            zone = datetime.now().astimezone().tzinfo
+            assert zone is not None
+            return zone
+        return ZoneInfo(self.tasmota_timezone)
+
+    @field_validator("ca_file", "client_cert", "client_key", "mappings", mode="before")
     @classmethod
     def _empty_path_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("ca_file", "client_cert", "client_key")
+    @field_validator("ca_file", "client_cert", "client_key", "mappings")
     @classmethod
     def _check_readable(cls, value: Path | None) -> Path | None:
         if value is None:
