@@ -51,8 +51,15 @@ function formatValue(value) {
 }
 
 function valuesText(latest) {
-  return Object.keys(latest || {}).sort()
-    .map((metric) => `${metric}=${formatValue(latest[metric].value)}`).join("  ");
+  return Object.keys(latest || {}).sort().map((metric) => {
+    const { value, unit } = latest[metric];
+    return `${metric}=${formatValue(value)}${unit ? ` ${unit}` : ""}`;
+  }).join("  ");
+}
+
+// Plotly reads a subset of HTML in titles: device-supplied text (units, names) is escaped.
+function plotlyText(text) {
+  return String(text).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
 async function api(path, options = {}) {
@@ -79,7 +86,7 @@ function askToken() {
 function normalize(device) {
   const latest = {};
   for (const [metric, reading] of Object.entries(device.latest || {})) {
-    latest[metric] = { value: reading.value, ts: toMs(reading.ts) };
+    latest[metric] = { value: reading.value, ts: toMs(reading.ts), unit: reading.unit || "", name: reading.name || "" };
   }
   return {
     id: device.id,
@@ -180,7 +187,8 @@ function applyDeviceEvent(event) {
   if (event.status_reason) device.status_reason = event.status_reason;
   if (event.last_seen) device.last_seen = toMs(event.last_seen);
   for (const [metric, reading] of Object.entries(event.latest || {})) {
-    device.latest[metric] = { value: reading.value, ts: toMs(reading.ts) };
+    // Live events carry values only: the unit and name stay as loaded.
+    device.latest[metric] = Object.assign({}, device.latest[metric], { value: reading.value, ts: toMs(reading.ts) });
   }
   state.devices.set(device.id, device);
   if (state.page === "fleet") updateRow(device, !known);
@@ -251,7 +259,7 @@ async function loadDevice(id) {
     if (!node) { node = el("div", { class: "chart", "data-metric": metric }); charts.append(node); }
     const query = new URLSearchParams({ metric, since: String(since), until: String(until) });
     const points = await apiJson(`${path}/series?${query}`);
-    drawSeries(node, metric, points);
+    drawSeries(node, metric, points, device.latest[metric]);
   }
   await loadPresence(path, since, until);
   const messages = await apiJson(`${path}/messages`);
@@ -259,14 +267,20 @@ async function loadDevice(id) {
     el("li", { text: `${when(m.received_at)}  ${m.topic}  ${m.payload}` })));
 }
 
-function drawSeries(node, metric, points) {
+function drawSeries(node, metric, points, info) {
   const x = points.map((p) => new Date(toMs(p.ts)));
   const traces = [
     { x, y: points.map((p) => p.max), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
     { x, y: points.map((p) => p.min), mode: "lines", fill: "tonexty", fillcolor: "rgba(43,108,176,0.15)", line: { width: 0 }, name: "min–max" },
     { x, y: points.map((p) => p.avg), mode: "lines+markers", marker: { size: 3 }, line: { color: "#2b6cb0" }, name: "avg" },
   ];
-  const layout = { title: { text: metric, font: { size: 13 } }, margin: { l: 50, r: 20, t: 30, b: 30 }, showlegend: false };
+  const title = info && info.name ? `${info.name} (${metric})` : metric;
+  const unit = info && info.unit ? info.unit : "";
+  const layout = {
+    title: { text: plotlyText(unit ? `${title}, ${unit}` : title), font: { size: 13 } },
+    yaxis: { title: { text: plotlyText(unit) } },
+    margin: { l: 50, r: 20, t: 30, b: 30 }, showlegend: false,
+  };
   window.Plotly.react(node, traces, layout, { displaylogo: false, responsive: true });
 }
 
