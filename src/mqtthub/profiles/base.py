@@ -28,10 +28,23 @@ class MetricInfo:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A profile's reading of one message: the result, and metric metadata it carried."""
+    """A profile's reading of one message: the result, and metric metadata it carried.
 
-    result: Accepted | Rejected
+    Attributes:
+        result: the message to store (:class:`~mqtthub.messages.Accepted`), the dead
+            letter (:class:`~mqtthub.messages.Rejected`), or None when the topic is the
+            profile's own but the message has nothing to store: metadata only (Homie's
+            ``$unit``, ``$name``) or a message the profile deliberately ignores (Homie's
+            other ``$`` attributes). None is neither stored nor dead-lettered.
+        info: metadata per metric name (unit, display name, device class), for the
+            result's device, or for ``device_id`` when there is no result.
+        device_id: the device ``info`` describes when ``result`` is None (else None:
+            the result carries its device id).
+    """
+
+    result: Accepted | Rejected | None
     info: Mapping[str, MetricInfo] = field(default_factory=dict)
+    device_id: str | None = None
 
 
 class Profile(Protocol):
