@@ -16,7 +16,10 @@ Starts its own Mosquitto on a free 127.0.0.1 port and measures, in this order:
 5. ``presence``: device death (SIGKILL, SIGSTOP) to offline in the API, split into the
    broker's part and mqtthub's;
 6. ``memory``: serve's RSS with 1,000 and 10,000 simulated devices online;
-7. ``series``: the chart query over a week of 1 Hz readings (``series_query.py``).
+7. ``series``: the chart query over a week of 1 Hz readings (``series_query.py``);
+8. ``workers``: the QoS 1 stored rate on PostgreSQL with 1, 2 and 3 ``serve`` workers in
+   one share group, each process's CPU share (workers, broker, PostgreSQL, publisher) and
+   the ratio to the broker baseline of the same round (``suite/workers.py``).
 
 ``targets`` puts issue 11's targets next to the figures. Full mode repeats every rate
 three times (median) and takes about 11 minutes on 2 cores; ``--quick`` uses tiny numbers
@@ -24,7 +27,7 @@ three times (median) and takes about 11 minutes on 2 cores; ``--quick`` uses tin
 ``results.json``, ``results.md`` and ``results.png`` to ``--out`` (default
 ``benchmarks/results``), prints progress to stderr and one JSON object (the results) to
 stdout. Exit status 0 when every measurement produced its figures, 1 when one failed
-(``errors`` says which).
+(``errors`` says which). ``--only workers`` (repeatable) runs just the named sections.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from suite.report import evaluate_targets, machine_facts, markdown
 from suite.series import measure_series
 from suite.soak import measure_soak
 from suite.throughput import measure_rates
+from suite.workers import measure_workers
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -77,6 +81,8 @@ class Plan:
     settle: float  # seconds before each RSS reading
     series_days: int  # of 1 Hz readings behind the chart query
     series_repeat: int
+    worker_counts: tuple[int, ...]  # serve workers, one stored rate each (PostgreSQL)
+    workers_burst: int  # messages per burst of the workers section
 
 
 PLANS = {
@@ -96,6 +102,8 @@ PLANS = {
         settle=2.0,
         series_days=7,
         series_repeat=15,
+        worker_counts=(1, 2, 3),
+        workers_burst=50_000,
     ),
     "quick": Plan(
         burst=3_000,
@@ -113,8 +121,14 @@ PLANS = {
         settle=0.5,
         series_days=1,
         series_repeat=3,
+        worker_counts=(1, 2),
+        workers_burst=2_000,
     ),
 }
+
+
+#: The sections ``--only`` chose (None: all of them).
+ONLY: set[str] | None = None
 
 
 def _section(results: dict[str, Any], name: str, run: Callable[[], dict[str, Any]]) -> None:
@@ -123,6 +137,8 @@ def _section(results: dict[str, Any], name: str, run: Callable[[], dict[str, Any
     Dirty pages of the sections before are flushed first (``os.sync``): their writeback
     would otherwise compete with this section for the disk and the CPU.
     """
+    if ONLY is not None and name not in ONLY:
+        return
     os.sync()
     started = time.monotonic()
     log(f"{name} ...")
@@ -174,7 +190,7 @@ def run_suite(plan: Plan, workroot: Path, results: dict[str, Any]) -> None:
                     warmup=plan.soak_warmup,
                 ),
             )
-        else:
+        elif ONLY is None or ONLY & {"latency", "soak"}:
             results["errors"].append("latency, soak: skipped, no stored rate for SQLite QoS 1")
         _section(
             results, "presence", lambda: measure_presence(broker, workroot, plan.presence_devices)
@@ -183,6 +199,18 @@ def run_suite(plan: Plan, workroot: Path, results: dict[str, Any]) -> None:
             results,
             "memory",
             lambda: measure_memory(broker, workroot, plan.fleet_sizes, plan.settle),
+        )
+        _section(
+            results,
+            "workers",
+            lambda: measure_workers(
+                broker,
+                workroot,
+                plan.workers_burst,
+                plan.worker_counts,
+                plan.repeats,
+                results["errors"],
+            ),
         )
     finally:
         broker.stop()
@@ -207,18 +235,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny numbers, well under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("rates", "latency", "soak", "presence", "memory", "workers", "series"),
+        help="run only this section (repeatable; latency and soak need rates)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the suite, write the outputs, print the results; 0 when nothing failed."""
+    global ONLY
     args = parse_args(argv)
+    ONLY = set(args.only) if args.only else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so every child gets stopped
     mode = "quick" if args.quick else "full"
     plan = PLANS[mode]
     started = time.monotonic()
     results: dict[str, Any] = {
         "mode": mode,
+        "only": sorted(ONLY) if ONLY else None,
         "plan": asdict(plan),
         "machine": machine_facts(),
         "errors": [],

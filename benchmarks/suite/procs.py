@@ -153,16 +153,17 @@ class Broker:
     ``max_inflight_messages 0`` and ``max_queued_messages 0`` (no limits) as in
     ``benchmarks/mqtt_clients.py``, so neither the baseline nor mqtthub is capped by the
     broker's window or loses messages. The open-files limit is raised to the hard limit so
-    that 10,000 simulated devices fit.
+    that 10,000 simulated devices fit. ``max_queued`` sets another per-client queue limit
+    (Mosquitto's own default is 1000), for the experiments that measure what it drops.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, max_queued: int = 0) -> None:
         self.port = free_port()
         self._conf = workdir / "mosquitto.conf"
         self._conf.write_text(
             f"listener {self.port} {HOST}\n"
             "allow_anonymous true\npersistence false\n"
-            "max_connections -1\nmax_queued_messages 0\nmax_inflight_messages 0\n"
+            f"max_connections -1\nmax_queued_messages {max_queued}\nmax_inflight_messages 0\n"
             "log_dest stderr\nlog_type error\nlog_type warning\nlog_type subscribe\n"
         )
         self._lines: collections.deque[str] = collections.deque(maxlen=2000)
@@ -247,7 +248,7 @@ class Serve:
     def start(self, timeout: float = 60.0) -> None:
         """Start serve; return once /healthz says it is subscribed and the database is up."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = clean_env(
+        defaults = dict(
             MQTTHUB_BROKER_URL=f"mqtt://{HOST}:{self.broker.port}",
             MQTTHUB_EMBEDDED_BROKER="never",
             MQTTHUB_HTTP_HOST=HOST,
@@ -257,8 +258,8 @@ class Serve:
             MQTTHUB_SESSION_EXPIRY="0",
             MQTTHUB_CLIENT_ID=f"bench-serve-{self.http_port}",
             MQTTHUB_LOG_LEVEL="WARNING",
-            **self.extra_env,
         )
+        env = clean_env(**{**defaults, **self.extra_env})  # extra_env may override a default
         with (self.workdir / "serve.log").open("ab") as log_file:
             self.proc = subprocess.Popen(
                 self.command,

@@ -213,7 +213,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {level['devices']:,} | {level['rss_mib']:.1f} | {level['idle_rss_mib']:.1f} "
             f"| {level['kib_per_device']:.1f} | {level['seconds_to_all_online']:.1f} |"
         )
-    lines += _soak_rows(results) + _series_rows(results)
+    lines += _soak_rows(results) + _series_rows(results) + _workers_rows(results)
     lines += ["", "| figure | target | stretch | measured | met | stretch met |"]
     lines.append("|---|---|---|---|---|---|")
     for target in results.get("targets", []):
@@ -270,3 +270,34 @@ def _series_rows(results: dict[str, Any]) -> list[str]:
         f"| {series['days']} days | {series['readings']:,} | {series['points']} "
         f"| {series['series_api_ms']:.1f} | {series['raw_aggregation_ms']:.1f} |",
     ]
+
+
+def _workers_rows(results: dict[str, Any]) -> list[str]:
+    """Stored rate with N workers (PostgreSQL, QoS 1) and the cores each process used."""
+    section = results.get("workers")
+    if not section:
+        return []
+    base = _get(section, "broker_rate", "median")
+    lines = [
+        "",
+        f"| workers ({section['burst']:,} QoS 1, PostgreSQL) | msg/s (median) | ratio to broker "
+        "| cores: workers | broker | PostgreSQL (backends + background) | publisher "
+        "| CPU ms/message |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| mosquitto_sub (baseline) | {_fmt(base)} | 1.00 | | | | | |",
+    ]
+    for level in section.get("levels") or []:
+        cores = level.get("cpu_cores") or {}
+        postgres = cores.get("postgresql_backends", 0.0) + cores.get("postgresql_background", 0.0)
+        cells = [
+            str(level["workers"]),
+            _fmt(level.get("median")),
+            _fmt(level.get("ratio"), 3),
+            _fmt(cores.get("workers", 0.0) + cores.get("pool", 0.0), 2),
+            _fmt(cores.get("broker"), 2),
+            _fmt(postgres, 2),
+            _fmt(cores.get("publisher"), 2),
+            _fmt(level.get("cpu_ms_per_message"), 3),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

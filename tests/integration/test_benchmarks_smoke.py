@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_quick_benchmark_run_produces_json_plot_and_ratios(tmp_path: Path) -> None:
     """`benchmarks/run.py --quick` exits 0 with rates, ratios, latency, soak, presence, memory,
-    series and issue 11's targets."""
+    series, the stored rate with 1 and 2 workers, and issue 11's targets."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
         capture_output=True,
@@ -27,9 +27,12 @@ def test_quick_benchmark_run_produces_json_plot_and_ratios(tmp_path: Path) -> No
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ok"] is True, report["errors"]
     keys = ("broker_rate", "stored_rate", "latency", "soak", "presence", "memory", "series")
+    keys += ("workers",)
     for key in (*keys, "targets"):
         assert report[key], key
     assert any(level["fixed"] for level in report["latency"]["levels"])
     assert report["soak"]["samples"]
+    assert [level["workers"] for level in report["workers"]["levels"]] == [1, 2]
+    assert all(level["ratio"] for level in report["workers"]["levels"])
     assert (tmp_path / "results.json").exists()
     assert (tmp_path / "results.png").stat().st_size > 10_000
