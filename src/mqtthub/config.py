@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mqtthub.errors import ConfigError
 from mqtthub.profiles import PROFILE_NAMES
+from mqtthub.profiles.active import active_profiles
 
 TLS_PORTS = frozenset({8883, 18883})
 DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
@@ -494,6 +495,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("MQTTHUB_CLIENT_KEY is set but MQTTHUB_CLIENT_CERT is not")
     if settings.broker.tls:
         build_ssl_context(settings)
+    active_profiles(settings)  # a bad mapping file is a configuration error too
     return settings
 
 

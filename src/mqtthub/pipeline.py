@@ -8,7 +8,7 @@ rejected.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,8 @@ from mqtthub.messages import (
 )
 from mqtthub.messages import Sample as Sample  # the parser builds samples from the JSON
 from mqtthub.presence import DeviceState, PresenceEngine, Transition
+from mqtthub.profiles import Profiles
+from mqtthub.profiles.base import MetricInfo
 
 # Dead letters keep at most this much of an oversized payload, a topic and a detail.
 DEAD_LETTER_PAYLOAD_LIMIT = 4096
@@ -104,6 +106,7 @@ class Batch:
     accepted_by_kind: Counter[str] = field(default_factory=Counter)
     accepted: list[tuple[RawMessage, Accepted]] = field(default_factory=list)
     presence_before: dict[str, DeviceState | None] = field(default_factory=dict)
+    metric_info: dict[tuple[str, str], MetricInfo] = field(default_factory=dict)
 
     @property
     def stored(self) -> int:
@@ -122,14 +125,34 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A raw message with its parse result."""
+    """A raw message with its parse result.
+
+    Attributes:
+        result: what to store, the dead letter, or None when the message only told
+            something about metrics (``info``) or nothing to store (a discovery config).
+        info: units and names of metrics, of the result's device or ``info_device``.
+    """
 
     raw: RawMessage
-    result: Accepted | Rejected
+    result: Accepted | Rejected | None
+    info: Mapping[str, MetricInfo] = field(default_factory=dict)
+    info_device: str | None = None
 
 
-def parse_all(messages: Sequence[RawMessage], *, prefix: str, max_payload: int) -> list[Parsed]:
-    """Parse every message of a batch; whatever one message raises rejects only that one."""
+def parse_all(
+    messages: Sequence[RawMessage],
+    *,
+    prefix: str,
+    max_payload: int,
+    profiles: Profiles | None = None,
+) -> list[Parsed]:
+    """Parse every message of a batch; whatever one message raises rejects only that one.
+
+    With ``profiles`` (``MQTTHUB_PROFILES``), each message is read by the first profile
+    that reads its topic; without, by mqtthub's own parser (the default profile alone).
+    """
+    if profiles is not None:
+        return [_decode(message, profiles, max_payload) for message in messages]
     parsed: list[Parsed] = []
     append = parsed.append
     for message in messages:  # one loop, no call per message: this runs ~20,000 times/s
@@ -148,6 +171,18 @@ def parse_all(messages: Sequence[RawMessage], *, prefix: str, max_payload: int) 
             result = internal_error(exc)
         append(Parsed(message, result))
     return parsed
+
+
+def _decode(message: RawMessage, profiles: Profiles, max_payload: int) -> Parsed:
+    if message.failure is not None:
+        return Parsed(message, Rejected(Reason.INTERNAL_ERROR, message.failure))
+    try:
+        decoded = profiles.decode(
+            message.topic, message.payload, received_at=message.received_at, max_payload=max_payload
+        )
+    except Exception as exc:  # a profile's bug or a bomb must not end the batch
+        return Parsed(message, internal_error(exc))
+    return Parsed(message, decoded.result, decoded.info, decoded.device_id)
 
 
 def internal_error(exc: BaseException, device_id: str | None = None) -> Rejected:
@@ -175,6 +210,13 @@ def build_batch(
     batch = Batch()
     for item in parsed:
         result = item.result
+        if item.info and not isinstance(result, Rejected):
+            device_id = result.device_id if result is not None else item.info_device
+            if device_id is not None:
+                for metric, info in item.info.items():
+                    batch.metric_info[(device_id, metric)] = info
+        if result is None:
+            continue  # nothing to store (a discovery config, a unit)
         if isinstance(result, Accepted) and is_registered and not is_registered(result.device_id):
             result = Rejected(
                 Reason.UNKNOWN_DEVICE,

@@ -25,6 +25,7 @@ from mqtthub.messages import max_packet_size, subscriptions
 from mqtthub.metrics import Metrics, Sources, worker_snapshot
 from mqtthub.pipeline import RawMessage, internal_error
 from mqtthub.presence import PresenceEngine
+from mqtthub.profiles.active import active_profiles
 from mqtthub.stats import Stats, combine
 from mqtthub.store import queries
 from mqtthub.store.database import Store, record_connection_event
@@ -173,6 +174,17 @@ class Service:
             ],
         )
         metrics = Metrics(sources)
+        profiles = active_profiles(settings)
+        device_topics = (
+            profiles.subscriptions(retained_configs=False)
+            if profiles
+            else subscriptions(settings.topic_prefix)
+        )
+        subscribed = (
+            *shared_filters(share_group, device_topics),
+            *(profiles.subscriptions(retained_configs=True) if profiles else ()),
+            *downlink_topics.subscriptions(settings.topic_prefix, settings.app_prefix),
+        )
         writer = BatchWriter(
             store=store,
             queue=self.queue,
@@ -192,6 +204,11 @@ class Service:
             metrics=metrics,
             worker_id=worker,
             is_leader=self.is_leader,
+            profiles=profiles,
+            subscribed=subscribed,
+            follow_topics=lambda topics: self.transport.add_topics(
+                shared_filters(share_group, tuple(topics))
+            ),
         )
         await writer.load()
         self._writer = writer
@@ -202,10 +219,7 @@ class Service:
             # Device topics are split among the workers; every worker gets every receipt,
             # reply and app status (low rates; recorded once, the leader re-sends tasks),
             # so none waits in the session of a worker that is down (see docs/SCALING.md).
-            topics=(
-                *shared_filters(share_group, subscriptions(settings.topic_prefix)),
-                *downlink_topics.subscriptions(settings.topic_prefix, settings.app_prefix),
-            ),
+            topics=subscribed,
             handler=self._on_message,
             keepalive=settings.keepalive,
             clean_start=not settings.persistent_session,

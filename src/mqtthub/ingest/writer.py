@@ -18,7 +18,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -31,6 +31,8 @@ from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status
 from mqtthub.metrics import Metrics
 from mqtthub.pipeline import Batch, Parsed, RawMessage, build_batch, internal_error, parse_all
 from mqtthub.presence import PresenceEngine, Transition
+from mqtthub.profiles import Profiles
+from mqtthub.profiles.base import MetricInfo
 from mqtthub.stats import Stats
 from mqtthub.store.database import Store
 from mqtthub.store.errors import translated
@@ -39,6 +41,7 @@ from mqtthub.store.notify import Event, notify
 log = logging.getLogger("mqtthub.writer")
 presence_log = logging.getLogger("mqtthub.presence")
 RETRY_CAP_S = 5.0
+KNOWN_INFO_LIMIT = 100_000  # (device, metric) units remembered to skip rewriting them
 TICK_S = 0.25
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -76,6 +79,9 @@ class BatchWriter:
         metrics: Metrics | None = None,
         worker_id: str | None = None,
         is_leader: Callable[[], bool] | None = None,
+        profiles: Profiles | None = None,
+        subscribed: Sequence[str] = (),
+        follow_topics: Callable[[list[str]], None] | None = None,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`.
 
@@ -83,6 +89,8 @@ class BatchWriter:
         ``acknowledge`` receives the ``ack`` handles of each committed batch's messages.
         ``worker_id``: set when other workers write the same devices (see the module's
         docstring); ``is_leader`` then tells whether this worker expires heartbeat deadlines.
+        ``profiles`` read the messages (None: mqtthub's own parser); topics they start
+        following that ``subscribed`` does not cover yet go to ``follow_topics``.
         """
         self.store = store
         self.queue = queue
@@ -101,6 +109,11 @@ class BatchWriter:
         self.recent = recent or RecentMessages()
         self._metrics = metrics
         self._worker_id = worker_id
+        self._profiles = profiles
+        self._subscribed = list(subscribed)
+        self._follow_topics = follow_topics or (lambda _topics: None)
+        self._new_topics: list[str] = []
+        self._known_info: dict[tuple[str, str], MetricInfo] = {}
         self._shared = worker_id is not None
         self._is_leader = is_leader or (lambda: True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
@@ -205,6 +218,9 @@ class BatchWriter:
         self._acknowledge([message.ack for message in messages if message.ack is not None])
         self._database_up()
         self._account(batch, time.perf_counter() - started)
+        if self._new_topics:  # read after the writer thread finished with the batch
+            topics, self._new_topics = self._new_topics, []
+            self._follow_topics(topics)
 
     async def _commit_alone(self, message: RawMessage) -> bool:
         """Write one message; if even that fails, keep it as a dead letter saying why.
@@ -252,11 +268,20 @@ class BatchWriter:
             if batch is not None:
                 self.presence.restore(batch.presence_before)
             raise
+        if len(self._known_info) > KNOWN_INFO_LIMIT:
+            self._known_info.clear()
+        self._known_info.update(batch.metric_info)
+        if self._profiles is not None:
+            new = self._profiles.new_topics(self._subscribed)
+            self._subscribed += new
+            self._new_topics += new
         return batch
 
     def _prepare(self, messages: list[RawMessage], connection: Connection) -> Batch:
         """Parse, look up what needs the database, then apply presence (writer thread)."""
-        parsed = parse_all(messages, prefix=self._prefix, max_payload=self._max_payload)
+        parsed = parse_all(
+            messages, prefix=self._prefix, max_payload=self._max_payload, profiles=self._profiles
+        )
         if self._shared:
             ids = {p.result.device_id for p in parsed if isinstance(p.result, Accepted)}
             self._reload(connection, sorted(ids))
@@ -265,12 +290,16 @@ class BatchWriter:
             ids = {p.result.device_id for p in parsed if isinstance(p.result, Accepted)}
             is_registered = self.store.registered(ids).__contains__
         duplicates = self._redelivered(parsed) if any(m.dup for m in messages) else set()
-        return build_batch(
+        batch = build_batch(
             parsed,
             presence=self.presence,
             is_registered=is_registered,
             already_stored=lambda item: id(item) in duplicates,
         )
+        if batch.metric_info:  # units and names rarely change: write only what did
+            known = self._known_info
+            batch.metric_info = {k: v for k, v in batch.metric_info.items() if known.get(k) != v}
+        return batch
 
     def _redelivered(self, parsed: list[Parsed]) -> set[int]:
         """Redelivered messages without their own ts whose readings are stored already, in

@@ -55,9 +55,19 @@ class Profiles:
         self.profiles = tuple(sorted(profiles, key=lambda p: p.name != "homeassistant"))
         self.names = tuple(profile.name for profile in profiles)
 
-    def subscriptions(self) -> tuple[str, ...]:
-        """Every profile's topic filters, each once."""
-        return tuple(dict.fromkeys(t for p in self.profiles for t in p.subscriptions()))
+    def subscriptions(self, *, retained_configs: bool | None = None) -> tuple[str, ...]:
+        """Every profile's topic filters, each once; only the filters of retained
+        configuration (Home Assistant discovery: every worker needs all of it, and shared
+        subscriptions get no retained messages) or only the others."""
+        return tuple(
+            dict.fromkeys(
+                topic
+                for profile in self.profiles
+                if retained_configs is None
+                or getattr(profile, "reads_retained_configs", False) is retained_configs
+                for topic in profile.subscriptions()
+            )
+        )
 
     def decode(
         self, topic: str, payload: bytes, *, received_at: float, max_payload: int

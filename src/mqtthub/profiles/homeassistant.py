@@ -169,6 +169,7 @@ class HomeAssistantProfile:
     """Discovery configs and the state and availability topics they name (keeps state)."""
 
     name = "homeassistant"
+    reads_retained_configs = True
 
     def __init__(self, prefix: str = "homeassistant") -> None:
         """Read discovery configs under ``prefix``."""

@@ -36,6 +36,7 @@ from mqtthub.errors import StoreError
 from mqtthub.messages import Reading, Status
 from mqtthub.pipeline import Batch, DeadLetter, DeviceUpdate
 from mqtthub.presence import DeviceState, Transition
+from mqtthub.profiles.base import MetricInfo
 from mqtthub.store.errors import first_line, translated
 from mqtthub.store.samples import SampleWriter, has_sample
 from mqtthub.store.schema import (
@@ -188,6 +189,34 @@ class Store:
             connection.execute(
                 dead_letters.insert(), [_dead_letter_row(d) for d in batch.dead_letters]
             )
+        if batch.metric_info:
+            self._write_metric_info(connection, batch.metric_info)
+
+    def _write_metric_info(
+        self, connection: Connection, infos: dict[tuple[str, str], MetricInfo]
+    ) -> None:
+        """Upsert units and names; what a message does not say keeps its stored value."""
+        insert = self._insert(metric_info)
+        statement = insert.on_conflict_do_update(
+            index_elements=[metric_info.c.device_id, metric_info.c.metric],
+            set_={
+                name: func.coalesce(insert.excluded[name], metric_info.c[name])
+                for name in ("unit", "name", "device_class")
+            },
+        )
+        connection.execute(
+            statement,
+            [
+                {
+                    "device_id": device_id,
+                    "metric": metric,
+                    "unit": info.unit,
+                    "name": info.name,
+                    "device_class": info.device_class,
+                }
+                for (device_id, metric), info in sorted(infos.items())
+            ],
+        )
 
     def lock_presence(
         self, connection: Connection, device_ids: Sequence[str]
