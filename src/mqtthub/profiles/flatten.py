@@ -38,8 +38,6 @@ from mqtthub.profiles.base import MetricInfo
 # The widths of metric_info.unit and metric_info.name in the store: longer text is cut.
 MAX_UNIT = 32
 MAX_DISPLAY_NAME = 128
-# Integers beyond this cannot be stored exactly (messages.py refuses them too).
-_MAX_INT = 2**63
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NOT_A_NUMBER = re.compile(r"[-+]?nan", re.IGNORECASE)
 _SWITCH = {"ON": 1.0, "OFF": 0.0}
@@ -114,17 +112,15 @@ def decode_text(payload: bytes) -> str:
 
 
 def json_value(value: Any) -> float | None:
-    """A JSON value as a metric value: numbers, booleans, ``ON``/``OFF``; else None."""
+    """A JSON value as a metric value: numbers, booleans, ``ON``/``OFF``; else None.
+
+    orjson never decodes an infinite float (and decodes integers beyond 64 bits as
+    floats), so every number here is finite.
+    """
     cls = type(value)
-    if cls is float:
-        return float(value)  # orjson never makes an infinite float
-    if cls is bool or cls is str:
-        return float(value) if cls is bool else _SWITCH.get(value)
-    if cls is int:
-        if abs(value) > _MAX_INT:
-            raise PayloadError(Reason.NON_FINITE_NUMBER, "an integer is too large to store")
+    if cls is float or cls is int or cls is bool:
         return float(value)
-    return None
+    return _SWITCH.get(value) if cls is str else None
 
 
 def number_value(text: str) -> float | None:
