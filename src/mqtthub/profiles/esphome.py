@@ -18,15 +18,14 @@ than one level, and Home Assistant discovery (its own profile). The device id is
 
 from __future__ import annotations
 
-from mqtthub.messages import Accepted, Kind, Reason, Status, valid_device_id
+from mqtthub.messages import Accepted, Kind, Reason, Status
 from mqtthub.profiles.base import Decoded
 from mqtthub.profiles.flatten import (
     PayloadError,
-    bad_device_id,
     check_metric_name,
-    check_size,
     decode_text,
     flatten,
+    guarded,
     load_object,
     number_value,
 )
@@ -58,17 +57,17 @@ class EsphomeProfile:
         else:
             return None
         device_id = levels[0]
-        if not valid_device_id(device_id):
-            return Decoded(bad_device_id(device_id, kind))
-        try:
-            check_size(payload, max_payload)
-            if kind is Kind.STATUS:
-                return Decoded(_status(device_id, payload, received_at))
-            metrics = _state(levels[1], levels[2], payload)
-        except PayloadError as error:
-            return Decoded(error.rejected(device_id, kind))
-        sample = (device_id, received_at, metrics)
-        return Decoded(Accepted(device_id, Kind.SENSOR, received_at, samples=(sample,)))
+        return guarded(
+            lambda: Decoded(
+                _status(device_id, payload, received_at)
+                if kind is Kind.STATUS
+                else _reading(device_id, levels[1], levels[2], payload, received_at)
+            ),
+            device_id=device_id,
+            kind=kind,
+            payload=payload,
+            max_payload=max_payload,
+        )
 
 
 def _status(device_id: str, payload: bytes, received_at: float) -> Accepted:
@@ -78,6 +77,13 @@ def _status(device_id: str, payload: bytes, received_at: float) -> Accepted:
             Reason.INVALID_STATUS, f"status must be 'online' or 'offline', got {text!r:.80}"
         )
     return Accepted(device_id, Kind.STATUS, received_at, status=Status(text))
+
+
+def _reading(
+    device_id: str, component: str, name: str, payload: bytes, received_at: float
+) -> Accepted:
+    sample = (device_id, received_at, _state(component, name, payload))
+    return Accepted(device_id, Kind.SENSOR, received_at, samples=(sample,))
 
 
 def _state(component: str, name: str, payload: bytes) -> dict[str, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -32,8 +32,9 @@ from mqtthub.messages import (
     Kind,
     Reason,
     Rejected,
+    valid_device_id,
 )
-from mqtthub.profiles.base import MetricInfo
+from mqtthub.profiles.base import Decoded, MetricInfo
 
 # The widths of metric_info.unit and metric_info.name in the store: longer text is cut.
 MAX_UNIT = 32
@@ -58,23 +59,30 @@ class PayloadError(Exception):
         return Rejected(self.reason, self.detail, device_id, kind)
 
 
-def check_size(payload: bytes, max_payload: int) -> None:
-    """Raise ``payload_too_large`` when ``payload`` is over ``max_payload`` bytes."""
-    if len(payload) > max_payload:
-        raise PayloadError(
-            Reason.PAYLOAD_TOO_LARGE,
-            f"payload is {len(payload)} bytes, limit is {max_payload} (MQTTHUB_MAX_PAYLOAD)",
-        )
-
-
-def bad_device_id(device_id: str, kind: Kind | None) -> Rejected:
-    """The dead letter for a topic whose device id breaks mqtthub's id rules."""
-    return Rejected(
-        Reason.BAD_DEVICE_ID,
-        f"device id {device_id!r:.100} must match [A-Za-z0-9_.:-]{{1,64}} and not be '.' or '..'",
-        None,
-        kind,
-    )
+def guarded(
+    read: Callable[[], Decoded],
+    *,
+    device_id: str,
+    kind: Kind | None,
+    payload: bytes,
+    max_payload: int,
+) -> Decoded:
+    """``read()`` for one device's message, or the message's dead letter: a device id
+    mqtthub cannot keep (``bad_device_id``), a payload over ``max_payload`` bytes
+    (``payload_too_large``) or a :class:`PayloadError` raised by ``read``."""
+    if not valid_device_id(device_id):
+        detail = f"device id {device_id!r:.100} must match [A-Za-z0-9_.:-]{{1,64}} "
+        detail += "and not be '.' or '..'"
+        return Decoded(Rejected(Reason.BAD_DEVICE_ID, detail, None, kind))
+    try:
+        if len(payload) > max_payload:
+            raise PayloadError(
+                Reason.PAYLOAD_TOO_LARGE,
+                f"payload is {len(payload)} bytes, limit is {max_payload} (MQTTHUB_MAX_PAYLOAD)",
+            )
+        return read()
+    except PayloadError as error:
+        return Decoded(error.rejected(device_id, kind))
 
 
 def load_json(payload: bytes) -> Any:

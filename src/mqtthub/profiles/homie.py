@@ -29,14 +29,13 @@ being cleared) are the profile's own but have nothing to store: no result, no de
 
 from __future__ import annotations
 
-from mqtthub.messages import Accepted, Kind, Reason, Status, valid_device_id
+from mqtthub.messages import Accepted, Kind, Reason, Status
 from mqtthub.profiles.base import Decoded, MetricInfo
 from mqtthub.profiles.flatten import (
     PayloadError,
-    bad_device_id,
     check_metric_name,
-    check_size,
     decode_text,
+    guarded,
     metric_info,
     text_value,
 )
@@ -88,25 +87,32 @@ class HomieProfile:
         if device_id.startswith("$"):
             return Decoded(None)  # $broadcast: for devices, not from one
         kind = Kind.STATUS if rest == ["$state"] else _kind(rest)
-        if not valid_device_id(device_id):
-            return Decoded(bad_device_id(device_id, kind))
-        if kind is None or not payload:
-            return Decoded(None, device_id=device_id)
-        try:
-            check_size(payload, max_payload)
-            text = decode_text(payload)
-            if kind is Kind.STATUS:
-                return Decoded(_state(device_id, text, received_at))
-            metric = check_metric_name(f"{rest[0]}.{rest[1]}")
-            if len(rest) == 3:
-                return Decoded(None, _info(metric, rest[2], text), device_id)
-            value = text_value(text)
-        except PayloadError as error:
-            return Decoded(error.rejected(device_id, kind))
-        if value is None:
-            return Decoded(None, device_id=device_id)
-        sample = (device_id, received_at, {metric: value})
-        return Decoded(Accepted(device_id, Kind.SENSOR, received_at, samples=(sample,)))
+        return guarded(
+            lambda: _read(device_id, rest, kind, payload, received_at),
+            device_id=device_id,
+            kind=kind,
+            payload=payload,
+            max_payload=max_payload,
+        )
+
+
+def _read(
+    device_id: str, rest: list[str], kind: Kind | None, payload: bytes, received_at: float
+) -> Decoded:
+    """One message of a device, ``rest`` the topic's levels after the device id."""
+    if kind is None or not payload:
+        return Decoded(None, device_id=device_id)
+    text = decode_text(payload)
+    if kind is Kind.STATUS:
+        return Decoded(_state(device_id, text, received_at))
+    metric = check_metric_name(f"{rest[0]}.{rest[1]}")
+    if len(rest) == 3:
+        return Decoded(None, _info(metric, rest[2], text), device_id)
+    value = text_value(text)
+    if value is None:
+        return Decoded(None, device_id=device_id)
+    sample = (device_id, received_at, {metric: value})
+    return Decoded(Accepted(device_id, Kind.SENSOR, received_at, samples=(sample,)))
 
 
 def _kind(rest: list[str]) -> Kind | None:

@@ -46,15 +46,13 @@ import orjson
 
 from mqtthub.errors import ConfigError
 from mqtthub.messages import MAX_METRIC_NAME, METRIC_PATTERN, Accepted, Kind, Reason, Status
-from mqtthub.messages import valid_device_id as _valid_device_id
 from mqtthub.profiles.base import Decoded, MetricInfo
 from mqtthub.profiles.flatten import (
     PayloadError,
-    bad_device_id,
-    check_size,
     decode_text,
     epoch_ts,
     flatten,
+    guarded,
     load_json,
     local_iso_ts,
     metric_info,
@@ -132,15 +130,17 @@ class MappingProfile:
         if match is None:
             return None
         entry, device_id = match
-        if not _valid_device_id(device_id):
-            return Decoded(bad_device_id(device_id, entry.kind))
-        try:
-            check_size(payload, max_payload)
-            if entry.kind is Kind.STATUS:
-                return Decoded(_status(entry, device_id, payload, received_at))
-            return _readings(entry, device_id, payload, received_at)
-        except PayloadError as error:
-            return Decoded(error.rejected(device_id, entry.kind))
+        return guarded(
+            lambda: (
+                Decoded(_status(entry, device_id, payload, received_at))
+                if entry.kind is Kind.STATUS
+                else _readings(entry, device_id, payload, received_at)
+            ),
+            device_id=device_id,
+            kind=entry.kind,
+            payload=payload,
+            max_payload=max_payload,
+        )
 
     def _match(self, topic: str) -> tuple[Entry, str] | None:
         levels = topic.split("/")
@@ -326,8 +326,6 @@ def _topic(pattern: Any) -> tuple[str, ...]:
     if not isinstance(pattern, str) or not pattern:
         raise ValueError('topic must be a topic pattern such as "vendor/{device}/data"')
     levels = tuple(pattern.split("/"))
-    if levels.count(DEVICE) != 1:
-        raise ValueError("topic must have exactly one {device} level")
     for index, level in enumerate(levels):
         if level in ("+", DEVICE) or (level == "#" and index == len(levels) - 1):
             continue
@@ -336,6 +334,8 @@ def _topic(pattern: Any) -> tuple[str, ...]:
                 f"topic level {level!r} is not allowed: +, # and {{device}} must each be "
                 "a whole level, # the last one"
             )
+    if levels.count(DEVICE) != 1:
+        raise ValueError("topic must have exactly one {device} level")
     return levels
 
 

@@ -28,14 +28,13 @@ from collections.abc import Iterable
 from datetime import tzinfo
 from typing import Any
 
-from mqtthub.messages import Accepted, Kind, Reason, Status, valid_device_id
+from mqtthub.messages import Accepted, Kind, Reason, Status
 from mqtthub.profiles.base import Decoded, MetricInfo
 from mqtthub.profiles.flatten import (
     PayloadError,
-    bad_device_id,
-    check_size,
     decode_text,
     flatten,
+    guarded,
     load_object,
     local_iso_ts,
     metric_info,
@@ -89,15 +88,17 @@ class TasmotaProfile:
         if len(levels) != 3 or levels[0] != "tele" or levels[2] not in _KINDS:
             return None
         device_id, kind = levels[1], _KINDS[levels[2]]
-        if not valid_device_id(device_id):
-            return Decoded(bad_device_id(device_id, kind))
-        try:
-            check_size(payload, max_payload)
-            if kind is Kind.STATUS:
-                return Decoded(_lwt(device_id, payload, received_at))
-            return self._telemetry(device_id, kind, payload, received_at)
-        except PayloadError as error:
-            return Decoded(error.rejected(device_id, kind))
+        return guarded(
+            lambda: (
+                Decoded(_lwt(device_id, payload, received_at))
+                if kind is Kind.STATUS
+                else self._telemetry(device_id, kind, payload, received_at)
+            ),
+            device_id=device_id,
+            kind=kind,
+            payload=payload,
+            max_payload=max_payload,
+        )
 
     def _telemetry(self, device_id: str, kind: Kind, payload: bytes, received_at: float) -> Decoded:
         document = load_object(payload)
