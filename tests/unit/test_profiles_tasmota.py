@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mqtthub.messages import Kind, Reason, Status
+from mqtthub.messages import Accepted, Kind, Reason, Status
 from mqtthub.profiles.tasmota import TasmotaProfile
 from support.profile_checks import T0, accepted, read, rejected, units, values
 
@@ -174,7 +174,6 @@ def test_without_time_the_receive_time_is_used() -> None:
 @pytest.mark.parametrize(
     "time",
     [
-        "1970-01-01T00:12:04",  # before the device synchronised its clock
         "2024-02-02T13:00:00",  # two days ahead
         "yesterday",
         1706702400,
@@ -260,3 +259,15 @@ def test_a_topic_that_is_not_a_device_id_is_a_dead_letter(topic: str) -> None:
 )
 def test_other_topics_are_not_tasmotas(topic: str) -> None:
     assert BERLIN.decode(topic, b"{}", received_at=T0, max_payload=65536) is None
+
+
+def test_a_1970_time_before_ntp_sync_falls_back_to_the_receive_time() -> None:
+    """Tasmota reports 1970 until its clock is set: readings are kept, at receive time."""
+    payload = b'{"Time": "1970-01-01T00:00:42", "DS18B20": {"Temperature": 20.5}}'
+    decoded = UTC_PROFILE.decode(
+        "tele/plug/SENSOR", payload, received_at=1_790_000_000.0, max_payload=4096
+    )
+    assert decoded is not None
+    assert isinstance(decoded.result, Accepted)
+    assert decoded.result.ts == 1_790_000_000.0
+    assert decoded.result.timed is False

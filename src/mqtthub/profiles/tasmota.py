@@ -17,7 +17,8 @@ dotted names (``AM2301.Temperature``, ``ENERGY.Power``, ``Wifi.RSSI``; the items
 array are numbered: ``ENERGY.Power.0``); other strings are skipped. ``Time`` is the
 timestamp: Tasmota sends local time without an offset (``2024-01-31T12:00:00``), read in
 the profile's ``timezone`` (a time that carries an offset, as with SetOption52, keeps it);
-without ``Time`` the receive time is used. Units come with the readings as metric info:
+without ``Time``, or with the 1970 time of a clock NTP has not set yet, the receive time
+is used. Units come with the readings as metric info:
 ``TempUnit`` for temperatures and dew points, ``PressureUnit`` for pressures, ``%`` for
 humidity, and the usual ENERGY fields.
 """
@@ -102,7 +103,7 @@ class TasmotaProfile:
 
     def _telemetry(self, device_id: str, kind: Kind, payload: bytes, received_at: float) -> Decoded:
         document = load_object(payload)
-        timed = "Time" in document
+        timed = "Time" in document and not _unsynced(document["Time"])
         ts = (
             local_iso_ts(document["Time"], timezone=self.timezone, received_at=received_at)
             if timed
@@ -114,6 +115,12 @@ class TasmotaProfile:
         samples = ((device_id, ts, metrics),) if metrics else ()
         accepted = Accepted(device_id, kind, ts, timed=timed, samples=samples)
         return Decoded(accepted, _units(document, metrics))
+
+
+def _unsynced(time: object) -> bool:
+    """A ``Time`` of 1970: Tasmota sends that until NTP has set its clock (the receive
+    time is used then, rather than dead-lettering every reading of a fresh boot)."""
+    return isinstance(time, str) and time.startswith("1970-")
 
 
 def _lwt(device_id: str, payload: bytes, received_at: float) -> Accepted:
