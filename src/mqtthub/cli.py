@@ -141,8 +141,11 @@ def serve(**flags: Any) -> None:
     "--expect-traffic",
     type=click.FloatRange(min=1),
     metavar="SECONDS",
-    help="Also count device messages for this long; none while devices are registered is "
-    "no_device_traffic, or endpoint_mismatch when they were provisioned elsewhere.",
+    help="Also listen to every topic (#; the active profiles' topics where an ACL refuses #) "
+    "for this long: per profile, how many messages on how many topics; topics no profile or "
+    "mapping reads (profile_not_enabled, topic_prefix_mismatch, unmatched_topics); none "
+    "while devices are registered is no_device_traffic, or endpoint_mismatch when they were "
+    "provisioned elsewhere. At most 20,000 messages.",
 )
 @click.option(
     "--api",

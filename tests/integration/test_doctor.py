@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from mqtthub.store.schema import devices
 from mqtthub.transport.client import MqttTransport
 from support.certs import make_tls_files
 from support.fake_broker import FakeBroker
-from support.mosquitto import MosquittoBroker, MosquittoFactory
+from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
 from support.ports import free_port
 from support.serve import serve_for
 
@@ -310,6 +311,100 @@ def test_endpoint_mismatch(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     checks = doctor(options, broker_url=url(mosquitto), database_url=database)
     assert_failed(checks, "traffic", "endpoint_mismatch", "mqtts://10.42.0.1:8883")
     assert f"127.0.0.1:{mosquitto.port}" in checks["traffic"]["detail"]
+
+
+@pytest.fixture
+def publishing(mosquitto: MosquittoBroker) -> Iterator[list[tuple[str, str]]]:
+    """Devices that keep publishing: append (topic, payload) pairs; each is published
+    every 0.2 s until the test ends."""
+    messages: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def keep_publishing() -> None:
+        while not stop.wait(0.2):
+            for topic, payload in list(messages):
+                mosquitto_pub(mosquitto, topic, payload)
+
+    thread = threading.Thread(target=keep_publishing, daemon=True)
+    thread.start()
+    yield messages
+    stop.set()
+    thread.join(10)
+
+
+TASMOTA_SENSOR = json.dumps(
+    {"Time": "2026-09-21T10:00:00", "AM2301": {"Temperature": 22.1}, "TempUnit": "C"}
+)
+
+
+def test_expect_traffic_names_the_profile_each_topic_matches(
+    monkeypatch: pytest.MonkeyPatch,
+    mosquitto: MosquittoBroker,
+    publishing: list[tuple[str, str]],
+) -> None:
+    """With mqtthub and tasmota active: how many messages and topics each profile read,
+    Tasmota's own unstored topics counted, a made-up vendor's topic named as unmatched."""
+    monkeypatch.setenv("MQTTHUB_PROFILES", "mqtthub,tasmota")
+    mosquitto_pub(mosquitto, "tele/plug1/LWT", "Online", retain=True)
+    publishing += [
+        ("tele/plug1/SENSOR", TASMOTA_SENSOR),
+        ("stat/plug1/RESULT", '{"POWER":"ON"}'),
+        ("devices/d1/sensor", '{"t": 1.5}'),
+        ("acme/pump-7/telemetry", '{"env": {"t": 4.5}}'),
+    ]
+    started = time.monotonic()
+    checks = doctor(DoctorOptions(expect_traffic=3), broker_url=url(mosquitto))
+    assert time.monotonic() - started < 15
+    traffic = checks["traffic"]
+    assert (traffic["status"], traffic["cause"]) == ("warn", "unmatched_topics"), traffic
+    detail = traffic["detail"]
+    assert re.search(
+        r"tasmota: \d+ messages on 2 topics \(1 retained; \d+ more on 1 topics", detail
+    )
+    assert re.search(r"mqtthub: \d+ messages on 1 topics", detail), detail
+    assert "acme/pump-7/telemetry (" in detail
+    assert "listened to # " in detail
+    assert 'topic = "acme/{device}/telemetry"' in traffic["fix"]
+
+
+def test_expect_traffic_finds_devices_of_a_profile_not_enabled(
+    mosquitto: MosquittoBroker, publishing: list[tuple[str, str]]
+) -> None:
+    """Tasmota devices publish, serve would read only mqtthub's topics: the doctor says
+    so and names the setting."""
+    publishing += [("tele/plug1/SENSOR", TASMOTA_SENSOR), ("tele/plug1/STATE", '{"UptimeSec": 5}')]
+    checks = doctor(DoctorOptions(expect_traffic=2), broker_url=url(mosquitto))
+    assert_failed(checks, "traffic", "profile_not_enabled", "MQTTHUB_PROFILES=mqtthub,tasmota")
+    assert "tele/plug1/SENSOR" in checks["traffic"]["detail"]
+
+
+def test_expect_traffic_sees_what_the_acl_lets_it_read(
+    mosquitto_factory: MosquittoFactory,
+) -> None:
+    """Mosquitto grants # and delivers only what the ACL allows: the allowed topics are
+    still classified (here a Tasmota device on a broker that forbids everything else)."""
+    acl = "user backend\ntopic readwrite devices/#\ntopic read tele/#\ntopic read $SYS/#\n"
+    users = {"backend": "pw-backend", "plug": "pw-plug"}
+    acl += "user plug\ntopic write #\n"
+    broker = mosquitto_factory(users=users, acl=acl)
+    stop = threading.Event()
+
+    def plug() -> None:
+        while not stop.wait(0.2):
+            for topic in ("tele/plug1/SENSOR", "other/secret/data"):
+                mosquitto_pub(broker, topic, TASMOTA_SENSOR, username="plug", password="pw-plug")
+
+    thread = threading.Thread(target=plug, daemon=True)
+    thread.start()
+    try:
+        checks = doctor(
+            DoctorOptions(expect_traffic=2), broker_url=url(broker, user="backend:pw-backend@")
+        )
+    finally:
+        stop.set()
+        thread.join(10)
+    assert_failed(checks, "traffic", "profile_not_enabled", "tasmota")
+    assert "other/secret/data" not in checks["traffic"]["detail"]
 
 
 def test_pipeline_stores_the_probe(mosquitto: MosquittoBroker, tmp_path: Path) -> None:

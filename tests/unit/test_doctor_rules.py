@@ -34,6 +34,7 @@ from mqtthub.doctor.diagnose import (
     StabilityEvidence,
     TlsEvidence,
     TrafficEvidence,
+    UnmatchedTopic,
 )
 from mqtthub.doctor.run import load_config
 from mqtthub.errors import ConfigError
@@ -145,6 +146,20 @@ def traffic(
 ) -> TrafficEvidence:
     devices = min(messages, 3)
     return TrafficEvidence(30.0, messages, devices, registered, endpoint, provisioned)
+
+
+def unmatched(*topics: UnmatchedTopic, registered: int = 0) -> TrafficEvidence:
+    """Nothing an active profile reads, only ``topics``."""
+    return TrafficEvidence(
+        30.0,
+        0,
+        0,
+        registered,
+        "mqtt://broker.example:1883",
+        unmatched=topics,
+        unmatched_topics=len(topics),
+        unmatched_messages=sum(t.messages for t in topics),
+    )
 
 
 CONFLICT_MESSAGE = (
@@ -352,6 +367,32 @@ CAUSE_CASES = [
         Cause.ENDPOINT_MISMATCH,
         "MQTTHUB_BROKER_URL",
         id="endpoint_mismatch",
+    ),
+    pytest.param(
+        rules.check_traffic,
+        unmatched(UnmatchedTopic("tele/plug1/SENSOR", 4, looks_like="tasmota")),
+        Outcome.FAIL,
+        Cause.PROFILE_NOT_ENABLED,
+        "MQTTHUB_PROFILES=mqtthub,tasmota",
+        id="profile_not_enabled",
+    ),
+    pytest.param(
+        rules.check_traffic,
+        unmatched(
+            UnmatchedTopic("sensors/esp1/sensor", 4, looks_like="mqtthub", topic_prefix="sensors")
+        ),
+        Outcome.FAIL,
+        Cause.TOPIC_PREFIX_MISMATCH,
+        "MQTTHUB_TOPIC_PREFIX=sensors",
+        id="topic_prefix_mismatch",
+    ),
+    pytest.param(
+        rules.check_traffic,
+        unmatched(UnmatchedTopic("acme/pump-7/telemetry", 4, numbers=True), registered=2),
+        Outcome.FAIL,
+        Cause.UNMATCHED_TOPICS,
+        "MQTTHUB_MAPPINGS",
+        id="unmatched_topics",
     ),
     pytest.param(
         rules.check_pipeline,

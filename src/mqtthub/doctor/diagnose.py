@@ -7,9 +7,13 @@ stable: tests and users rely on them.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from mqtthub.profiles import PROFILE_NAMES
 
 
 class Outcome(StrEnum):
@@ -47,6 +51,9 @@ class Cause(StrEnum):
     NO_DEVICE_TRAFFIC = "no_device_traffic"
     ENDPOINT_MISMATCH = "endpoint_mismatch"
     PIPELINE_NOT_STORING = "pipeline_not_storing"
+    PROFILE_NOT_ENABLED = "profile_not_enabled"
+    TOPIC_PREFIX_MISMATCH = "topic_prefix_mismatch"
+    UNMATCHED_TOPICS = "unmatched_topics"
 
 
 @dataclass(frozen=True, slots=True)
@@ -587,8 +594,62 @@ def check_stability(evidence: StabilityEvidence) -> Check:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileTraffic:
+    """What one active profile read while the doctor listened.
+
+    Attributes:
+        profile: its name (``mapping`` for the mapping file).
+        messages: messages it read (stored or dead-lettered by ``serve``).
+        topics: distinct topics of those messages.
+        retained: how many of them were retained messages replayed by the broker.
+        devices: distinct devices they came from.
+        dead_letters: (reason, count) of the messages ``serve`` would dead-letter.
+        ignored_messages: messages of this firmware on topics the profile does not store
+            (Tasmota's ``stat/...``, ESPHome's ``<node>/debug``, ...).
+        ignored_topics: distinct topics of those.
+    """
+
+    profile: str
+    messages: int
+    topics: int
+    retained: int = 0
+    devices: int = 0
+    dead_letters: tuple[tuple[str, int], ...] = ()
+    ignored_messages: int = 0
+    ignored_topics: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedTopic:
+    """A topic that arrived but that no active profile or mapping reads.
+
+    Attributes:
+        topic: the topic.
+        messages: messages heard on it.
+        retained: every one of them was a retained message (possibly old).
+        looks_like: the known profile that reads it (or whose firmware publishes there).
+        topic_prefix: set when it is mqtthub's own convention under this other prefix.
+        numbers: its payload holds numbers (JSON, or a bare number): a mapping could
+            store them.
+    """
+
+    topic: str
+    messages: int
+    retained: bool = False
+    looks_like: str | None = None
+    topic_prefix: str | None = None
+    numbers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TrafficEvidence:
-    """Device messages seen on the configured broker in ``seconds``."""
+    """Device messages seen on the configured broker in ``seconds``.
+
+    ``messages`` and ``devices`` count what the active profiles read; ``by_profile``
+    breaks that down; ``unmatched`` lists the busiest topics no active profile reads
+    (``unmatched_topics`` / ``unmatched_messages``: all of them). ``listened`` says what
+    the doctor subscribed to; ``limits`` notes a bound that cut the census short.
+    """
 
     seconds: float
     messages: int
@@ -596,13 +657,32 @@ class TrafficEvidence:
     registered: int
     endpoint: str
     provisioned_endpoints: tuple[str, ...] = ()
+    listened: str = ""
+    profiles: tuple[str, ...] = ("mqtthub",)
+    by_profile: tuple[ProfileTraffic, ...] = ()
+    unmatched: tuple[UnmatchedTopic, ...] = ()
+    unmatched_topics: int = 0
+    unmatched_messages: int = 0
+    limits: str | None = None
+
+
+SHOWN_TOPICS = 5
 
 
 def check_traffic(evidence: TrafficEvidence) -> Check:
-    """Devices that exist should be heard; devices provisioned elsewhere explain silence."""
+    """Devices that exist should be heard, on topics an active profile reads; devices
+    provisioned elsewhere explain silence; topics no profile reads explain "devices
+    publish but nothing is stored"."""
     seen = (
         f"{evidence.messages} messages from {evidence.devices} devices in {evidence.seconds:.0f} s"
     )
+    seen += "".join(f"; {_profile_line(p)}" for p in evidence.by_profile if _heard(p))
+    if evidence.listened:
+        seen += f" (listened to {evidence.listened})"
+    if evidence.limits:
+        seen += f"; {evidence.limits}"
+    if evidence.unmatched:
+        return _unmatched_check(evidence, seen)
     if evidence.messages:
         return passed("traffic", seen)
     others = sorted({e for e in evidence.provisioned_endpoints if e != evidence.endpoint})
@@ -626,6 +706,116 @@ def check_traffic(evidence: TrafficEvidence) -> Check:
             "topic prefix MQTTHUB_TOPIC_PREFIX",
         )
     return Check("traffic", Outcome.WARN, None, f"{seen}; no devices registered yet", None)
+
+
+def _heard(profile: ProfileTraffic) -> bool:
+    return bool(profile.messages or profile.ignored_messages)
+
+
+def _profile_line(p: ProfileTraffic) -> str:
+    """``tasmota: 12 messages on 3 topics (2 retained, 1 dead letter: invalid_json)``."""
+    notes = []
+    if p.retained:
+        notes.append(f"{p.retained} retained")
+    if p.dead_letters:
+        letters = sum(count for _reason, count in p.dead_letters)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in p.dead_letters)
+        notes.append(f"{letters} would be dead letters: {reasons}")
+    if p.ignored_messages:
+        notes.append(f"{p.ignored_messages} more on {p.ignored_topics} topics it does not store")
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    return f"{p.profile}: {p.messages} messages on {p.topics} topics{extra}"
+
+
+def _unmatched_check(evidence: TrafficEvidence, seen: str) -> Check:
+    """Topics no active profile reads: enable the profile they look like, fix the topic
+    prefix, or map them; a failure when nothing else is heard."""
+    unmatched = evidence.unmatched
+    profiles = Counter(u.looks_like for u in unmatched if u.looks_like and not u.topic_prefix)
+    prefixes = Counter(u.topic_prefix for u in unmatched if u.topic_prefix)
+    unknown = [u for u in unmatched if u.looks_like is None]
+    detail = (
+        f"{seen}; {evidence.unmatched_topics} topics ({evidence.unmatched_messages} messages) "
+        f"match no active profile or mapping (MQTTHUB_PROFILES={','.join(evidence.profiles)}), "
+        "so serve stores nothing from them: "
+        + ", ".join(_topic_note(u) for u in unmatched[:SHOWN_TOPICS])
+        + (", ..." if evidence.unmatched_topics > SHOWN_TOPICS else "")
+    )
+    fixes = []
+    if profiles:
+        add = [name for name in PROFILE_NAMES if name in profiles]
+        fixes.append(
+            f"set MQTTHUB_PROFILES={profile_list(evidence.profiles, add)} (the topics "
+            f"{', '.join(_examples(unmatched, lambda u: u.looks_like in add))} are "
+            f"{' and '.join(add)} topics)"
+        )
+    if prefixes:
+        prefix = prefixes.most_common(1)[0][0]
+        enable = (
+            f" and MQTTHUB_PROFILES={profile_list(evidence.profiles, ['mqtthub'])}"
+            if "mqtthub" not in evidence.profiles
+            else ""
+        )
+        fixes.append(
+            f"set MQTTHUB_TOPIC_PREFIX={prefix}{enable} (the devices publish "
+            f"{prefix}/<id>/status|sensor|heartbeat, mqtthub's convention under that prefix)"
+        )
+    if unknown:
+        kind = "sensor" if any(u.numbers for u in unknown) else "status"
+        pattern = mapping_pattern([u.topic for u in unknown])
+        how = "flatten = true" if kind == "sensor" else 'online = ["online"]'
+        fixes.append(
+            "add a [[mapping]] entry for "
+            f"{', '.join(_examples(unknown, lambda _u: True))} to the MQTTHUB_MAPPINGS file, "
+            f'e.g. topic = "{pattern}", kind = "{kind}", {how}'
+        )
+    if profiles:
+        cause = Cause.PROFILE_NOT_ENABLED
+    elif prefixes:
+        cause = Cause.TOPIC_PREFIX_MISMATCH
+    else:
+        cause = Cause.UNMATCHED_TOPICS
+    hinted = bool(profiles or prefixes)
+    failing = not evidence.messages and (hinted or evidence.registered)
+    return Check(
+        "traffic", Outcome.FAIL if failing else Outcome.WARN, cause, detail, "; ".join(fixes)
+    )
+
+
+def _topic_note(u: UnmatchedTopic) -> str:
+    notes = [f"{u.messages} messages" + (", retained" if u.retained else "")]
+    if u.topic_prefix:
+        notes.append(f"mqtthub's convention under prefix {u.topic_prefix}")
+    elif u.looks_like:
+        notes.append(f"looks like {u.looks_like}")
+    return f"{u.topic} ({'; '.join(notes)})"
+
+
+def _examples(unmatched: Iterable[UnmatchedTopic], keep: Any, limit: int = 3) -> list[str]:
+    return [u.topic for u in unmatched if keep(u)][:limit]
+
+
+def mapping_pattern(topics: Sequence[str]) -> str:
+    """A mapping ``topic`` pattern for ``topics``: the one level that differs between
+    them becomes ``{device}`` (otherwise: the first level with a digit, else the second
+    level; a mapping needs a ``{device}``)."""
+    if not topics:
+        return "vendor/{device}/telemetry"
+    first = topics[0].split("/")
+    same_shape = [t.split("/") for t in topics if t.count("/") == len(first) - 1]
+    varying = [i for i in range(len(first)) if len({levels[i] for levels in same_shape}) > 1]
+    if len(varying) == 1:
+        index = varying[0]
+    else:
+        digits = [i for i, level in enumerate(first) if any(ch.isdigit() for ch in level)]
+        index = digits[0] if digits else min(1, len(first) - 1)
+    return "/".join("{device}" if i == index else level for i, level in enumerate(first))
+
+
+def profile_list(active: Iterable[str], add: Iterable[str]) -> str:
+    """``MQTTHUB_PROFILES``: the active profiles (the mapping file is not one) plus ``add``."""
+    names = [name for name in active if name in PROFILE_NAMES]
+    return ",".join(dict.fromkeys([*names, *add]))
 
 
 @dataclass(frozen=True, slots=True)

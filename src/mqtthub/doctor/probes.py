@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import urllib.request
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import make_url
 
 from mqtthub.config import BrokerEndpoint, MqttVersion, Settings, build_ssl_context
+from mqtthub.doctor.census import MAX_TOPICS, TopicCensus
 from mqtthub.doctor.diagnose import (
     Attempt,
     CertInfo,
@@ -38,15 +40,23 @@ from mqtthub.doctor.diagnose import (
 )
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.messages import subscriptions
+from mqtthub.profiles import PROFILE_NAMES, MqtthubProfile, Profiles
+from mqtthub.profiles.active import active_profiles
+from mqtthub.profiles.base import Profile
 from mqtthub.store.schema import devices
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import PROTOCOL_NAMES, Ack, MqttSession, MqttTransport
 from mqtthub.transport.history import ConnectionEvent, ConnectionHistory, LinkEvent
+from mqtthub.transport.reasons import SUBACK_FAILURE
 
 NETWORK_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 4.0
 DELIVERY_TIMEOUT_S = 3.0
 DOCTOR_DEVICE = "mqtthub-doctor"
+#: Most messages the traffic census takes in (the window ends early after them).
+MAX_TRAFFIC_MESSAGES = 20_000
+WIDE = "#"
+PROTOCOL_VERSIONS = {name: version for version, name in PROTOCOL_NAMES.items()}
 BROKER_PROGRAMS = ("mosquitto", "emqx", "beam.smp", "rumqttd", "nanomq", "vernemq", "hivemq")
 
 
@@ -267,24 +277,39 @@ class Probe:
                 return True, version
         return False, version
 
-    async def traffic(self, seconds: float) -> tuple[int, int]:
-        """(messages, distinct devices) on the device topics during ``seconds``."""
-        while not self.messages.empty():
-            self.messages.get_nowait()
-        count, senders = 0, set()
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                async with asyncio.timeout(left):
-                    topic, _payload = await self.messages.get()
-            except TimeoutError:
-                break
-            parts = topic.split("/")
-            if topic.startswith("$") or len(parts) < 2 or parts[-2] == DOCTOR_DEVICE:
-                continue
-            count += 1
-            senders.add(parts[-2])
-        return count, len(senders)
+    async def traffic(self, seconds: float, census: TopicCensus) -> tuple[str, str | None]:
+        """Listen to every topic (``#``) for ``seconds`` on a connection of its own and
+        hand each message to ``census``; where the broker refuses ``#``, to the active
+        profiles' topics. Returns what was listened to, and the bound that stopped the
+        listening early (None: the whole window)."""
+        assert self.session is not None
+        heard: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(MAX_TRAFFIC_MESSAGES)
+
+        def collect(
+            topic: str, payload: bytes, _qos: int, retain: bool, _dup: bool, ack: Ack | None
+        ) -> None:
+            with contextlib.suppress(asyncio.QueueFull):
+                heard.put_nowait((topic, payload, retain))
+            if ack is not None:
+                listener.acknowledge([ack])
+
+        listener = MqttTransport(
+            endpoint=self.settings.broker,
+            ssl_context=build_ssl_context(self.settings) if self.settings.broker.tls else None,
+            client_id=f"{self.client_id}-traffic",
+            topics=(),
+            handler=collect,
+            keepalive=self.settings.keepalive,
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
+        session = await listener.open(PROTOCOL_VERSIONS[self.session.protocol])
+        try:
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                listened, subscribed = await subscribe_wide(session, census.active.subscriptions())
+            limit = await _take_in(heard, census, session, subscribed, seconds)
+        finally:
+            await session.close()
+        return listened, limit
 
     async def pipeline(self, api: str, token: str | None) -> PipelineEvidence:
         """Publish a synthetic reading and look for it in the running service's API."""
@@ -395,11 +420,107 @@ def registry(settings: Settings) -> tuple[int, tuple[str, ...]]:
     return len(rows), endpoints
 
 
+async def subscribe_wide(
+    session: MqttSession, fallback: Sequence[str]
+) -> tuple[str, tuple[str, ...]]:
+    """Subscribe to ``#``; if the broker refuses it (an ACL), to ``fallback`` instead.
+
+    Returns what was listened to (for the report) and the filters granted; with ``#``
+    granted, a broker like Mosquitto 2.0 still delivers only what its ACL lets us read.
+    """
+    codes = await session.subscribe([WIDE])
+    if codes and codes[0] < SUBACK_FAILURE:
+        return f"{WIDE} (every topic the broker lets this user read)", (WIDE,)
+    codes = await session.subscribe(list(fallback)) if fallback else ()
+    granted = tuple(t for t, code in zip(fallback, codes, strict=False) if code < SUBACK_FAILURE)
+    shown = ", ".join(granted) or "nothing"
+    return (
+        f"the active profiles' topics {shown} only: the broker refused {WIDE}, so topics "
+        "no profile reads cannot be seen",
+        granted,
+    )
+
+
+async def _take_in(
+    heard: asyncio.Queue[tuple[str, bytes, bool]],
+    census: TopicCensus,
+    session: MqttSession,
+    subscribed: tuple[str, ...],
+    seconds: float,
+) -> str | None:
+    """Feed the census until ``seconds`` pass or :data:`MAX_TRAFFIC_MESSAGES` arrived;
+    without ``#``, also subscribe to the state topics Home Assistant configs name."""
+    deadline = time.monotonic() + seconds
+    taken = 0
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            async with asyncio.timeout(left):
+                topic, payload, retained = await heard.get()
+        except TimeoutError:
+            return None
+        census.add(topic, payload, retained=retained, received_at=time.time())
+        taken += 1
+        if taken >= MAX_TRAFFIC_MESSAGES:
+            return f"stopped after {MAX_TRAFFIC_MESSAGES} messages"
+        if WIDE not in subscribed and (new := census.active.new_topics(subscribed)):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                    await session.subscribe(new)
+            subscribed = (*subscribed, *new)
+    return None
+
+
+def build_census(settings: Settings) -> TopicCensus:
+    """A census of the profiles ``serve`` would run with, and every other known profile.
+
+    Raises:
+        ConfigError: the mapping file cannot be read (settings validation reads it too).
+    """
+    active = active_profiles(settings) or Profiles([MqtthubProfile(settings.topic_prefix)])
+    candidates: dict[str, Profile] = {}
+    for name in PROFILE_NAMES:
+        if name in active.names:
+            continue
+        alone = settings.model_copy(update={"profiles": name, "mappings": None})
+        made = active_profiles(alone)
+        candidates[name] = made.profiles[0] if made else MqtthubProfile(settings.topic_prefix)
+    return TopicCensus(
+        active=active,
+        candidates=candidates,
+        topic_prefix=settings.topic_prefix,
+        app_prefix=settings.app_prefix,
+        homeassistant_prefix=settings.homeassistant_prefix,
+        max_payload=settings.max_payload,
+    )
+
+
 def traffic_evidence(
-    settings: Settings, seconds: float, counted: tuple[int, int]
+    settings: Settings,
+    seconds: float,
+    census: TopicCensus,
+    *,
+    listened: str = "",
+    limit: str | None = None,
 ) -> TrafficEvidence:
     """Combine what was heard with what the registry says."""
     registered, endpoints = registry(settings)
+    by_profile = census.by_profile()
+    unmatched, topics, messages = census.unmatched()
+    limits = [limit] if limit else []
+    if census.topics_capped:
+        limits.append(f"only the first {MAX_TOPICS} topics are listed")
     return TrafficEvidence(
-        seconds, counted[0], counted[1], registered, settings.broker.address, endpoints
+        seconds,
+        sum(p.messages for p in by_profile),
+        census.devices(),
+        registered,
+        settings.broker.address,
+        endpoints,
+        listened=listened,
+        profiles=census.active.names,
+        by_profile=by_profile,
+        unmatched=unmatched,
+        unmatched_topics=topics,
+        unmatched_messages=messages,
+        limits="; ".join(limits) or None,
     )

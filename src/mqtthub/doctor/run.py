@@ -128,8 +128,11 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
             rules.check_publish(delivery),
         ]
         if options.expect_traffic:
-            counted = await probe.traffic(options.expect_traffic)
-            evidence = probes.traffic_evidence(settings, options.expect_traffic, counted)
+            census = probes.build_census(settings)
+            listened, limit = await probe.traffic(options.expect_traffic, census)
+            evidence = probes.traffic_evidence(
+                settings, options.expect_traffic, census, listened=listened, limit=limit
+            )
             checks.append(rules.check_traffic(evidence))
         if options.api:
             token = settings.api_token.get_secret_value() if settings.api_token else None
