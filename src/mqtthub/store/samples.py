@@ -89,17 +89,19 @@ def distinct_samples(samples: Sequence[Sample]) -> list[Sample]:
     return [(device_id, ts, metrics) for (device_id, ts), metrics in merge_samples(samples).items()]
 
 
-def summary_rows(samples: Iterable[Sample]) -> tuple[list[LatestRow], list[MinuteRow]]:
+def summary_rows(samples: Sequence[Sample]) -> tuple[list[LatestRow], list[MinuteRow]]:
     """The rows for ``latest_readings`` and ``readings_1m`` from distinct samples.
 
     The newest value per (device, metric) (of equal times, the later sample's), and per
     (device, metric, minute) min, max, sum (added in sample order) and count. One pass over
-    the samples groups them by device and minute and keeps each device's newest values with
-    dictionary updates (a device's samples usually come in time order); the minutes are
-    then reduced a metric at a time.
+    the samples groups them by device and minute and remembers each device's newest
+    sample: when all of a device's samples carry the same metrics (the usual case) its
+    newest values are that sample's; otherwise they are found metric by metric. The
+    minutes are then reduced a metric at a time.
     """
     groups: dict[tuple[str, float], list[dict[str, float]]] = {}
-    newest: dict[str, tuple[list[float], dict[str, float], dict[str, float]]] = {}
+    # device -> [ts of its newest sample, that sample's metrics, same metrics in all]
+    newest: dict[str, list[Any]] = {}
     for device_id, ts, metrics in samples:
         key = (device_id, ts - ts % 60)
         group = groups.get(key)
@@ -109,24 +111,34 @@ def summary_rows(samples: Iterable[Sample]) -> tuple[list[LatestRow], list[Minut
             group.append(metrics)
         known = newest.get(device_id)
         if known is None:
-            newest[device_id] = ([ts], dict.fromkeys(metrics, ts), dict(metrics))
+            newest[device_id] = [ts, metrics, True]
             continue
-        newest_ts, times, values = known
-        if ts >= newest_ts[0]:  # newer than all this device's values: all of these win
-            newest_ts[0] = ts
-            times.update(dict.fromkeys(metrics, ts))
-            values.update(metrics)
-        else:
-            for metric, value in metrics.items():
-                if ts >= times.get(metric, ts):
-                    times[metric] = ts
-                    values[metric] = value
-    latest = [
-        (device_id, metric, times[metric], value)
-        for device_id, (_, times, values) in newest.items()
-        for metric, value in values.items()
+        if known[2] and metrics.keys() != known[1].keys():
+            known[2] = False
+        if ts >= known[0]:
+            known[0] = ts
+            known[1] = metrics
+    latest: list[LatestRow] = [
+        (device_id, metric, ts, value)
+        for device_id, (ts, metrics, same) in newest.items()
+        if same
+        for metric, value in metrics.items()
     ]
+    mixed = {device_id for device_id, (_, _, same) in newest.items() if not same}
+    if mixed:
+        latest.extend(_latest_metric_by_metric(samples, mixed))
     return latest, _minute_rows(groups)
+
+
+def _latest_metric_by_metric(samples: Sequence[Sample], devices: set[str]) -> list[LatestRow]:
+    newest: Latest = {}
+    for device_id, ts, metrics in samples:
+        if device_id in devices:
+            for metric, value in metrics.items():
+                known = newest.get((device_id, metric))
+                if known is None or ts >= known[0]:
+                    newest[(device_id, metric)] = (ts, value)
+    return [(device_id, metric, ts, value) for (device_id, metric), (ts, value) in newest.items()]
 
 
 def _minute_rows(groups: dict[tuple[str, float], list[dict[str, float]]]) -> list[MinuteRow]:
@@ -154,7 +166,7 @@ def _minute_rows(groups: dict[tuple[str, float], list[dict[str, float]]]) -> lis
 def summarize(samples: Iterable[Sample]) -> tuple[Latest, Minutes]:
     """The newest value per (device, metric) and min/max/sum/count per minute, as
     dictionaries (what :func:`summary_rows` gives as rows)."""
-    latest_rows, minute_rows = summary_rows(samples)
+    latest_rows, minute_rows = summary_rows(list(samples))
     latest: Latest = {(d, m): (ts, value) for d, m, ts, value in latest_rows}
     minutes: Minutes = {(d, m, minute): list(group) for d, m, minute, *group in minute_rows}
     return latest, minutes
