@@ -96,11 +96,12 @@ class Accepted:
             metric repeated at one time keeps its first value, as the store keeps the
             first delivery): what the pipeline stores.
 
-    The parser builds ``samples`` straight from the decoded JSON and derives ``readings``
-    only when asked for; built from ``readings`` (tests do), ``samples`` is derived.
+    The parser builds the samples straight from the decoded JSON (``sample=`` for the usual
+    message, one object at one time) and ``readings`` are derived only when asked for;
+    built from ``readings`` (tests do), ``samples`` is derived.
     """
 
-    __slots__ = ("_readings", "_samples", "device_id", "kind", "status", "timed", "ts")
+    __slots__ = ("_readings", "_sample", "_samples", "device_id", "kind", "status", "timed", "ts")
 
     device_id: str
     kind: Kind
@@ -109,6 +110,7 @@ class Accepted:
     timed: bool
     _readings: tuple[Reading, ...] | None
     _samples: tuple[Sample, ...] | None
+    _sample: Sample | None
 
     def __init__(
         self,
@@ -120,9 +122,10 @@ class Accepted:
         timed: bool = False,
         *,
         samples: tuple[Sample, ...] | None = None,
+        sample: Sample | None = None,
     ) -> None:
         """Make a message from its ``readings`` or, as the parser does, its ``samples``."""
-        if readings is None and samples is None:
+        if readings is None and samples is None and sample is None:
             readings = ()
         _set = object.__setattr__
         _set(self, "device_id", device_id)
@@ -132,6 +135,9 @@ class Accepted:
         _set(self, "timed", timed)
         _set(self, "_readings", None if readings is None else tuple(readings))
         _set(self, "_samples", samples)
+        # One sample is kept without a tuple around it: one object less per message for
+        # the garbage collector to count and traverse while the batch lives.
+        _set(self, "_sample", sample)
 
     @property
     def readings(self) -> tuple[Reading, ...]:
@@ -151,6 +157,8 @@ class Accepted:
         """The values grouped by time: one ``(device_id, ts, {metric: value})`` per ts."""
         samples = self._samples
         if samples is None:
+            if self._sample is not None:
+                return (self._sample,)
             samples = group_readings(self.device_id, self.readings)
             object.__setattr__(self, "_samples", samples)
         return samples
@@ -311,7 +319,7 @@ def _parse_sensor(device_id: str, payload: bytes, received_at: float) -> Accepte
                 Reason.NO_READINGS, "no numeric or boolean values in the payload"
             )
         sample = (device_id, ts, metrics)
-        return Accepted(device_id, Kind.SENSOR, ts, timed="ts" in document, samples=(sample,))
+        return Accepted(device_id, Kind.SENSOR, ts, timed="ts" in document, sample=sample)
     items = document if isinstance(document, list) else [document]
     if not items:
         raise _InvalidPayloadError(Reason.NO_READINGS, "empty array")
@@ -368,8 +376,10 @@ def _parse_heartbeat(device_id: str, payload: bytes, received_at: float) -> Acce
     _check_device_id(device_id, document)
     ts = _timestamp(document, received_at)
     metrics = _metrics(document)
-    samples = ((device_id, ts, metrics),) if metrics else ()
-    return Accepted(device_id, Kind.HEARTBEAT, ts, timed="ts" in document, samples=samples)
+    if not metrics:
+        return Accepted(device_id, Kind.HEARTBEAT, ts, (), timed="ts" in document)
+    sample = (device_id, ts, metrics)
+    return Accepted(device_id, Kind.HEARTBEAT, ts, timed="ts" in document, sample=sample)
 
 
 def _decode(payload: bytes) -> str:
