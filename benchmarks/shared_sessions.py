@@ -5,7 +5,7 @@ Usage::
 
     .venv/bin/python benchmarks/shared_sessions.py [--messages 2000] [--protocol 5|4]
         [--json out.json]
-    .venv/bin/python benchmarks/shared_sessions.py --mqtthub [--messages 20000]
+    .venv/bin/python benchmarks/shared_sessions.py --mqtthub [--rate 4000] [--seconds 8]
 
 Raw mode starts a private Mosquitto on a free 127.0.0.1 port for every scenario (never
 1883) and two members, ``share-a`` and ``share-b``, of ``$share/g/bench/+/sensor`` with
@@ -25,10 +25,15 @@ limit (``max_queued_messages 0``). Every message carries a unique number, so the
 tells delivered, lost and duplicated apart.
 
 ``--mqtthub`` checks the service itself: ``serve --workers 2`` on a fresh PostgreSQL
-database with persistent sessions (session expiry 3600 s), a QoS 1 burst over 100
-devices, worker 1 killed with SIGKILL (its pid from ``/api/stats``) while the burst is
-stored, with both queue settings; reports how long the pool took to bring it back, what
-was stored and what the broker dropped.
+database with persistent sessions (session expiry 3600 s), a steady QoS 1 stream over 100
+devices (``publishers.py paced``: every message has its own ``ts``), worker 1 killed with
+SIGKILL (its pid from ``/api/stats``) a quarter of the way in, with Mosquitto's default
+queue limit (1000) and without a limit (the private broker allows unlimited in-flight
+messages, as ``benchmarks/run.py``'s does); reports when the restarted worker showed up
+in ``/api/stats`` (it stores its row every 2 s), when everything was stored, and what is
+missing. Then a plain ``serve`` in a share group with a raw member is stopped cleanly
+(SIGTERM) before a 2,000-message burst, and a raw client with serve's client id collects
+what its session kept.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 SESSION_EXPIRY = 3600
 IDLE_S = 2.0  # no message for this long: a member has everything it will get
 WARMUP = 200
+STILL_S = 30.0  # --mqtthub: nothing stored for this long means nothing more will be
 
 
 # ----------------------------------------------------------------------------- packets
@@ -113,7 +119,15 @@ def disconnect_packet(protocol: int, *, end_session: bool) -> bytes:
 class Member:
     """One member of the share group on a raw socket: acknowledges and records every message."""
 
-    def __init__(self, port: int, client_id: str, protocol: int, *, subscribe: bool) -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        protocol: int,
+        *,
+        subscribe: bool,
+        topic: str = GROUP_FILTER,
+    ) -> None:
         self.protocol, self.seqs = protocol, []
         self.last_at = time.monotonic()
         self.sock = socket.create_connection((HOST, port), timeout=10)
@@ -125,7 +139,7 @@ class Member:
         if connack[1][1] != 0:
             raise ConnectionError(f"{client_id}: CONNACK reason {connack[1][1]}")
         if subscribe:
-            self.sock.sendall(subscribe_packet(GROUP_FILTER, protocol))
+            self.sock.sendall(subscribe_packet(topic, protocol))
             while (packet := self._read_packet()) is not None and packet[0] >> 4 != 9:
                 self._handle(*packet)
         self.sock.settimeout(None)
@@ -353,8 +367,10 @@ def run_raw(count: int, protocol: int) -> list[dict]:
 # ------------------------------------------------------------------------------ mqtthub
 
 
-def mqtthub_scenario(workdir: Path, max_queued: int, count: int) -> dict:
-    """``serve --workers 2`` with persistent sessions; SIGKILL worker 1 mid-burst."""
+def mqtthub_scenario(workdir: Path, max_queued: int, rate: float, seconds: float) -> dict:
+    """``serve --workers 2`` with persistent sessions, a steady QoS 1 stream of ``rate``
+    messages/s for ``seconds``; worker 1 killed with SIGKILL a quarter of the way in."""
+    count = round(rate * seconds)
     from suite import publishers
     from suite.databases import provision
     from suite.procs import Broker, Serve, stop_process, wait_until
@@ -377,8 +393,8 @@ def mqtthub_scenario(workdir: Path, max_queued: int, count: int) -> dict:
                 serve.start()
                 wait_until(lambda: len(listed()) == 2, 30, "2 workers")
                 victim = next(w for w in listed() if w["id"].endswith("-w1"))
-                publisher = publishers.launch("burst", broker.port, 1, count, "pub")
-                wait_until(lambda: stored() > count // 10, 60, "part of the burst stored", 0.02)
+                publisher = publishers.launch("paced", broker.port, rate, seconds, 0, "pub")
+                wait_until(lambda: stored() > count // 4, 60, "part of the stream stored", 0.02)
                 os.kill(victim["pid"], signal.SIGKILL)
                 killed_at, at_kill = time.monotonic(), stored()
                 back = None
@@ -386,13 +402,15 @@ def mqtthub_scenario(workdir: Path, max_queued: int, count: int) -> dict:
                     if any(w["id"] == victim["id"] and w["pid"] != victim["pid"] for w in listed()):
                         back = time.monotonic() - killed_at
                     time.sleep(0.1)
-                publisher.wait(60)
-                # Everything that will arrive has arrived once nothing changes for 5 s.
+                publisher.wait(seconds + 60)
+                # The restarted worker may take seconds to start and then works through a
+                # redelivered backlog: wait for everything, or until nothing changed for 30 s.
                 last, still_since = -1, time.monotonic()
-                while time.monotonic() - still_since < 5:
-                    if (now := stored()) != last:
+                while (now := stored()) < count and time.monotonic() - still_since < STILL_S:
+                    if now != last:
                         last, still_since = now, time.monotonic()
                     time.sleep(0.25)
+                all_stored_after = time.monotonic() - killed_at if now >= count else None
                 final = stored()
             finally:
                 stop_process(publisher)
@@ -401,22 +419,63 @@ def mqtthub_scenario(workdir: Path, max_queued: int, count: int) -> dict:
         broker.stop()
     return {
         "max_queued_messages": max_queued,
+        "rate": rate,
         "published": count,
         "stored_at_kill": at_kill,
         "worker_back_after_s": None if back is None else round(back, 1),
         "stored": final,
         "missing": count - final,
+        "all_stored_after_kill_s": None if all_stored_after is None else round(all_stored_after, 1),
     }
 
 
-def run_mqtthub(count: int) -> list[dict]:
+def serve_stop_scenario(count: int) -> dict:
+    """A cleanly stopped ``serve`` (SIGTERM, exit 0) in a share group with a raw member:
+    does its session stay and keep taking its share while it is gone?"""
+    from suite.databases import provision
+    from suite.procs import Broker, Serve
+
+    with tempfile.TemporaryDirectory(prefix="mqtthub-shared-") as tmp:
+        workdir = Path(tmp)
+        broker = Broker(workdir)  # unlimited queues: nothing dropped, everything counted
+        broker.start()
+        try:
+            with provision("postgresql", workdir) as database:
+                env = {"MQTTHUB_SHARE_GROUP": "g", "MQTTHUB_SESSION_EXPIRY": str(SESSION_EXPIRY)}
+                serve = Serve(broker, workdir, database.url, extra_env=env)
+                serve.start()
+                client_id = f"bench-serve-{serve.http_port}"
+                topic = "$share/g/bench/+/+"  # serve's filter: one shared subscription
+                broker.wait_for_subscription(client_id, topic)
+                a = Member(broker.port, "share-a", 5, subscribe=True, topic=topic)
+                serve.stop()
+                time.sleep(0.5)
+                run_publisher(broker.port, 1, count, "pub-burst")
+                a.wait_idle()
+                back = Member(broker.port, client_id, 5, subscribe=False)
+                back.wait_idle()
+                a.close(end_session=True)
+                back.close(end_session=True)
+        finally:
+            broker.stop()
+    return {
+        "way": "serve stopped with SIGTERM",
+        "serve_exit_status": serve.proc.returncode if serve.proc else None,
+        "published": count,
+        "survivor_received_while_away": len(a.seqs),
+        "serve_session_present": back.session_present,
+        "serve_session_collected": len(back.seqs),
+    }
+
+
+def run_mqtthub(rate: float, seconds: float) -> list[dict]:
     """:func:`mqtthub_scenario` with Mosquitto's default queue limit and without a limit."""
     results = []
     with tempfile.TemporaryDirectory(prefix="mqtthub-shared-") as tmp:
         for max_queued in (1000, 0):
             workdir = Path(tmp) / f"q{max_queued}"
             workdir.mkdir()
-            result = mqtthub_scenario(workdir, max_queued, count)
+            result = mqtthub_scenario(workdir, max_queued, rate, seconds)
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
     return results
@@ -427,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--protocol", type=int, choices=(4, 5), default=5)
     parser.add_argument("--mqtthub", action="store_true", help="check serve --workers 2")
+    parser.add_argument("--rate", type=float, default=4000.0, help="--mqtthub: msg/s")
+    parser.add_argument("--seconds", type=float, default=8.0, help="--mqtthub: stream length")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--end-session", action="store_true", help=argparse.SUPPRESS)
@@ -435,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         member_child(int(args.child[0]), "share-b", int(args.child[1]), args.end_session)
         return 0
     if args.mqtthub:
-        results = run_mqtthub(args.messages or 20_000)
+        results = [*run_mqtthub(args.rate, args.seconds), serve_stop_scenario(2_000)]
     else:
         results = run_raw(args.messages or 2_000, args.protocol)
     text = json.dumps(results, indent=2)
