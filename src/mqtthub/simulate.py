@@ -9,7 +9,9 @@ back off with :class:`~mqtthub.transport.backoff.Backoff`.
 
 Protocol: MQTT 3.1.1 by default, as ESP8266-era firmware (PubSubClient, AsyncMqttClient)
 speaks; MQTT 5 on request. No ``auto``: unlike ``serve``, a simulator is pointed at a broker
-whose protocol its user knows. Pure parts are in :mod:`mqtthub.simulation_values`.
+whose protocol its user knows. With ``--profile`` (tasmota, esphome, homeassistant,
+homie) the devices publish as that firmware does instead. Pure parts are in
+:mod:`mqtthub.simulation_values` and :mod:`mqtthub.simulation_firmware`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 import click
@@ -32,6 +35,7 @@ from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from mqtthub import simulation_values as values
 from mqtthub.config import MqttVersion, build_ssl_context, load_settings
 from mqtthub.errors import ConfigError
+from mqtthub.simulation_firmware import Firmware, Publish
 from mqtthub.simulation_values import ConnectPacer, FleetConfig, FleetSummary
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import ManagedClient
@@ -70,11 +74,11 @@ class _Link:
         transport: asyncio.Transport | None = getattr(self.client._connection, "_transport", None)
         return None if transport is None or transport.is_closing() else transport
 
-    def publish(self, topic: str, payload: bytes, qos: int) -> bool:
+    def publish(self, message: Publish, qos: int) -> bool:
         """Queue one PUBLISH; False when the connection is already going away."""
         if self.lost or self._transport() is None:
             return False
-        self.client.publish(topic, payload, qos=qos)
+        self.client.publish(message.topic, message.payload, qos=qos, retain=message.retain)
         return True
 
     async def close(self, *, graceful: bool) -> None:
@@ -95,7 +99,7 @@ class _Device:
     def __init__(self, fleet: _Fleet, device_id: str, client_id: str) -> None:
         self.fleet, self.device_id, self.client_id = fleet, device_id, client_id
         config, rng = fleet.config, fleet.rng
-        self.topic = f"{config.prefix}/{device_id}/"
+        self.firmware = fleet.firmware
         self.username = values.render_template(config.username_template, device_id)
         self.password = values.render_template(config.password_template, device_id)
         self.version = MQTTv50 if config.mqtt_version is MqttVersion.V5 else MQTTv311
@@ -147,7 +151,8 @@ class _Device:
     async def _attempt(self) -> _Link:
         """One connection attempt, bounded by ``connect_timeout``."""
         config, endpoint = self.fleet.config, self.fleet.config.endpoint
-        will = gmqtt.Message(self.topic + "status", b"offline", qos=1, retain=False)
+        last_will = self.firmware.will(self.device_id)
+        will = gmqtt.Message(last_will.topic, last_will.payload, qos=1, retain=last_will.retain)
         client = ManagedClient(self.client_id, will_message=will, logger=_GMQTT_LOG)
         if self.username:
             client.set_auth_credentials(self.username, self.password)
@@ -172,7 +177,8 @@ class _Device:
         """Publish until the run stops, the link is lost, or a chaos drop is due."""
         fleet, config, rng = self.fleet, self.fleet.config, self.fleet.rng
         fleet.summary.connects += 1
-        self._send(link, "status", b"online")
+        for message in self.firmware.birth(self.device_id):
+            self._send(link, message)
         now = fleet.loop.time()
         next_sensor = now + values.first_delay(config.sensor_interval, rng)
         next_heartbeat = now + values.first_delay(config.heartbeat_interval, rng)
@@ -187,33 +193,39 @@ class _Device:
                 self._send_sensor(link)
                 next_sensor = max(now, next_sensor + values.jittered(config.sensor_interval, rng))
             if now >= next_heartbeat:
-                payload = values.heartbeat_payload(self.device_id, self.uptime, self.values["rssi"])
-                self._send(link, "heartbeat", payload)
+                for message in self.firmware.heartbeat(
+                    self.device_id, self.values, self.uptime, time.time()
+                ):
+                    self._send(link, message)
                 interval = values.jittered(config.heartbeat_interval, rng)
                 next_heartbeat = max(now, next_heartbeat + interval)
         if link.lost:
             fleet.summary.lost += 1
         else:  # the run is over: say goodbye like a well-behaved device
             await asyncio.sleep(GOODBYE_GAP)
-            self._send(link, "status", values.goodbye_payload(self.device_id, time.time()))
+            for message in self.firmware.goodbye(self.device_id, time.time()):
+                self._send(link, message)
         await link.close(graceful=True)
 
     def _send_sensor(self, link: _Link) -> None:
         fleet = self.fleet
         self.values = values.drift(self.values, fleet.rng, self.home)
         if fleet.rng.random() >= fleet.config.malformed_rate:
-            payload = values.sensor_payload(self.device_id, self.values, self.uptime)
-            self._send(link, "sensor", payload)
+            for message in self.firmware.sensor(
+                self.device_id, self.values, self.uptime, time.time()
+            ):
+                self._send(link, message)
             return
         kind, payload = values.malformed_payload(
             self.device_id, self.values, self.uptime, fleet.rng
         )
         fleet.summary.malformed[kind] += 1
-        self._send(link, "sensor", payload, counted_as="malformed")
+        topic = f"{fleet.config.prefix}/{self.device_id}/sensor"
+        self._send(link, Publish(topic, payload, kind="malformed"))
 
-    def _send(self, link: _Link, kind: str, payload: bytes, counted_as: str = "") -> None:
-        if link.publish(self.topic + kind, payload, self.fleet.config.qos):
-            self.fleet.summary.sent[counted_as or kind] += 1
+    def _send(self, link: _Link, message: Publish) -> None:
+        if link.publish(message, self.fleet.config.qos):
+            self.fleet.summary.sent[message.kind] += 1
         else:
             self.fleet.summary.publish_errors += 1
 
@@ -227,6 +239,9 @@ class _Fleet:
         self.rng = random.Random(config.seed)
         self.pacer = ConnectPacer(config.connect_rate)
         self.summary = FleetSummary(devices=config.devices)
+        self.firmware = Firmware(
+            config.profile, config.prefix, config.homeassistant_prefix, config.timezone
+        )
 
 
 def raise_fd_limit() -> int:
@@ -258,7 +273,10 @@ async def run_fleet(
     stop = stop or asyncio.Event()
     ids = values.device_ids(config.devices, config.id_prefix)
     clients = values.client_ids(
-        config.devices, config.id_prefix, config.prefix, config.duplicate_client_ids
+        config.devices,
+        config.id_prefix,
+        config.prefix if config.profile == "mqtthub" else config.profile,
+        config.duplicate_client_ids,
     )
     if config.devices + 64 > (limit := raise_fd_limit()):
         log.warning("%d devices need more open files than the limit of %d", config.devices, limit)
@@ -315,6 +333,12 @@ _POSITIVE, _FRACTION, _COUNT = click.FloatRange(min=0.01), click.FloatRange(0, 1
 @click.option("--malformed-rate", type=_FRACTION, default=0.0, metavar="F", help="Chaos (above).")
 @click.option("--duplicate-client-ids", type=_COUNT, default=0, metavar="N", help="Chaos (above).")
 @click.option("--seed", type=int, help="Seed the random source for a repeatable run.")
+@click.option(
+    "--profile",
+    type=click.Choice(values.FIRMWARES),
+    default="mqtthub",
+    help="Firmware to emulate (above).",
+)
 def simulate(**options: Any) -> None:
     """Simulate ESP8266-like devices, each with its own MQTT connection.
 
@@ -342,6 +366,22 @@ def simulate(**options: Any) -> None:
     MQTTHUB_USERNAME/_PASSWORD, or the templates ({device_id} is replaced; without
     it, one user for all devices). Keepalive and reconnect backoff:
     MQTTHUB_KEEPALIVE, MQTTHUB_RECONNECT_BASE/_CAP.
+
+    \b
+    Firmware (--profile), each device publishing as it would:
+      mqtthub        PREFIX/ID/status|sensor|heartbeat, flat JSON (default)
+      tasmota        tele/ID/LWT Online (will Offline, retained), tele/ID/SENSOR
+                     (BME280, BH1750, TempUnit, PressureUnit, Time in
+                     MQTTHUB_TASMOTA_TIMEZONE), tele/ID/STATE (UptimeSec, Wifi)
+      esphome        ID/status online (will offline), ID/sensor/NAME/state,
+                     and ESPHome's Home Assistant discovery configs
+      homeassistant  retained discovery configs with units, JSON state on
+                     mqtthub-sim/ID/state|system, availability (will offline)
+      homie          homie/ID: $state init, ready (will lost), nodes env and
+                     system with $unit and $datatype, retained values
+    Serve reads them with MQTTHUB_PROFILES set to the same name (esphome's units
+    come from its discovery configs: add homeassistant). --malformed-rate works
+    with the mqtthub profile only.
 
     Exit status: 0 at the end of the run, 1 when no device could connect, 2 for
     bad options.
@@ -372,6 +412,7 @@ def _echo_progress(summary: FleetSummary, rate: float) -> None:
 def _config(options: dict[str, Any]) -> FleetConfig:
     """The fleet configuration from the flags and MQTTHUB_* settings; exit 2 when invalid."""
     flags = {name: options.pop(name) for name in ("broker_url", "ca_file")}
+    profile = options["profile"]
     try:
         settings = load_settings(**flags, topic_prefix=options.pop("prefix"))
         ssl_context = build_ssl_context(settings) if settings.broker.tls else None
@@ -387,6 +428,8 @@ def _config(options: dict[str, Any]) -> FleetConfig:
             keepalive=settings.keepalive,
             reconnect_base=settings.reconnect_base,
             reconnect_cap=settings.reconnect_cap,
+            homeassistant_prefix=settings.homeassistant_prefix,
+            timezone=settings.tasmota_zone() if profile == "tasmota" else UTC,
             **options,
         )
     except ValueError as exc:

@@ -14,6 +14,7 @@ import random
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 
 import orjson
 
@@ -28,6 +29,8 @@ MALFORMED_KINDS = ("invalid_json", "non_finite_number", "device_id_mismatch")
 #: Per-period jitter: each wait is the period times a factor in [1 - JITTER, 1 + JITTER].
 JITTER = 0.1
 MAX_BOOT_UPTIME = 7 * 86400
+#: Firmware ``--profile`` emulates (payloads in :mod:`mqtthub.simulation_firmware`).
+FIRMWARES = ("mqtthub", "tasmota", "esphome", "homeassistant", "homie")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +260,9 @@ class FleetConfig:
         connect_timeout: seconds to wait for TCP, TLS and CONNACK.
         progress_interval: seconds between progress callbacks.
         seed: seed of the random source, for repeatable runs.
+        profile: the firmware emulated, one of :data:`FIRMWARES`.
+        homeassistant_prefix: discovery prefix (``esphome``, ``homeassistant``).
+        timezone: the zone of Tasmota's ``Time`` (the devices' local time).
     """
 
     endpoint: BrokerEndpoint
@@ -281,6 +287,9 @@ class FleetConfig:
     connect_timeout: float = 10.0
     progress_interval: float = 2.0
     seed: int | None = None
+    profile: str = "mqtthub"
+    homeassistant_prefix: str = "homeassistant"
+    timezone: tzinfo = UTC
 
     def __post_init__(self) -> None:
         """Reject settings no fleet can run with.
@@ -298,6 +307,11 @@ class FleetConfig:
             (not 0 <= self.malformed_rate <= 1, "malformed rate: a fraction between 0 and 1"),
             (not 0 <= self.duplicate_client_ids <= half, f"duplicate client ids: 0 to {half}"),
             (self.mqtt_version is MqttVersion.AUTO, "mqtt version: 3.1.1 or 5"),
+            (self.profile not in FIRMWARES, f"profile: one of {', '.join(FIRMWARES)}"),
+            (
+                self.malformed_rate > 0 and self.profile != "mqtthub",
+                "malformed rate: only with the mqtthub profile",
+            ),
         ]
         for failed, message in problems:
             if failed:

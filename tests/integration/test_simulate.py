@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import pytest
 from click.testing import CliRunner
 
 from mqtthub.config import BrokerEndpoint, MqttVersion
@@ -345,3 +346,55 @@ def test_cli_exits_1_when_no_device_can_connect(mosquitto: MosquittoBroker) -> N
     )
     assert result.exit_code == 1
     assert "no device could connect (connection_refused" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("profile", "serve_profiles", "metric", "unit", "reason"),
+    [
+        ("tasmota", "tasmota", "BME280.Temperature", "°C", "last_will"),
+        ("esphome", "esphome", "temperature", None, "last_will"),
+        ("esphome", "esphome,homeassistant", "temperature", "°C", "last_will"),
+        ("homeassistant", "homeassistant", "temperature", "°C", None),
+        ("homie", "homie", "env.temperature", "°C", "status_message"),
+    ],
+)
+def test_cli_emulates_each_firmware_for_serve_with_its_profile(
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    profile: str,
+    serve_profiles: str,
+    metric: str,
+    unit: str | None,
+    reason: str | None,
+) -> None:
+    """simulate --profile X against serve with MQTTHUB_PROFILES=X: every device's readings
+    arrive with their units (ESPHome's units come from its discovery configs), and the
+    devices are offline after the run."""
+    ids = set(device_ids(2, "sim"))
+    with serve_for(
+        mosquitto.port,
+        tmp_path / "serve",
+        MQTTHUB_PROFILES=serve_profiles,
+        MQTTHUB_HEARTBEAT_TIMEOUT="600",
+    ) as serve:
+        result = run_cli(
+            *("--broker-url", f"mqtt://{mosquitto.host}:{mosquitto.port}"),
+            *("--profile", profile, "--devices", "2", "--duration", "4"),
+            *("--sensor-interval", "0.5", "--heartbeat-interval", "1"),
+        )
+        assert result.exit_code == 0, result.stderr
+        assert "connects 2," in result.stderr
+
+        def stored() -> list[dict[str, Any]]:
+            found = [(device(serve, d) or {}).get("latest", {}).get(metric) for d in sorted(ids)]
+            return [r for r in found if r] if all(found) else []
+
+        readings = wait_until(stored, timeout=10, what=f"{metric} of both devices")
+        assert {r["unit"] for r in readings} == {unit}
+        assert all(15 <= r["value"] <= 32 for r in readings)
+        wait_all_offline(serve, ids)
+        reasons = {(device(serve, d) or {}).get("status_reason") for d in ids}
+        letters = serve.get("/api/dead-letters").json()
+    assert letters == []
+    if reason is not None:  # Home Assistant availability: the profile's own presence reason
+        assert reasons == {reason}
