@@ -52,7 +52,7 @@ def family_topics(
         "esphome": (
             "+/debug",
             "esphome/discover/#",
-            *(f"+/{component}/+/{end}" for component in _ESPHOME_OTHERS for end in ("state",)),
+            *(f"+/{component}/+/state" for component in _ESPHOME_OTHERS),
             *(f"+/{c}/+/command" for c in ("switch", "light", *_ESPHOME_OTHERS)),
         ),
         "homeassistant": (f"{homeassistant_prefix}/#",),

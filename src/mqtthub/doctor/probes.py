@@ -302,7 +302,10 @@ class Probe:
             keepalive=self.settings.keepalive,
             connect_timeout=CONNECT_TIMEOUT_S,
         )
-        session = await listener.open(PROTOCOL_VERSIONS[self.session.protocol])
+        try:
+            session = await listener.open(PROTOCOL_VERSIONS[self.session.protocol])
+        except (BrokerError, OSError, TimeoutError) as exc:  # ConnectRefusedError included
+            return "nothing", f"a second connection to listen with failed: {exc!r:.200}"
         try:
             async with asyncio.timeout(DELIVERY_TIMEOUT_S):
                 listened, subscribed = await subscribe_wide(session, census.active.subscriptions())
