@@ -182,3 +182,70 @@ workers = Table(
     Column("leader", Boolean, nullable=False),
     Column("stats", Text, nullable=False),
 )
+
+# Alert rules: a metric above/below/outside thresholds (for a time, or as a window
+# average), a device offline, no data, or dead letters above a rate; for one device, the
+# devices matching labels, or all. ``notify``: a JSON list of channels.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("condition", String(16), nullable=False),
+    Column("metric", String(64), nullable=True),
+    Column("threshold", Double, nullable=True),
+    Column("threshold_high", Double, nullable=True),
+    Column("for_seconds", Double, nullable=False),
+    Column("window_average", Boolean, nullable=False),
+    Column("device_id", String(64), nullable=True),
+    Column("labels", Text, nullable=True),
+    Column("notify", Text, nullable=False),
+    Column("repeat_seconds", Double, nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+# One alert per (rule, device) episode: firing -> acknowledged -> resolved.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule_id", String(32), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", Double, nullable=True),
+    Column("started_at", Double, nullable=False),
+    Column("acknowledged_at", Double, nullable=True),
+    Column("resolved_at", Double, nullable=True),
+    Column("last_notified_at", Double, nullable=True),
+    Index("ix_alerts_state", "state"),
+    Index("ix_alerts_rule_device", "rule_id", "device_id"),
+)
+
+# Every transition of an alert, with its time and the value that caused it.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", Double, nullable=True),
+    Column("detail", Text, nullable=False),
+    Index("ix_alert_events_alert", "alert_id", "at"),
+)
+
+# The delivery log of notifications (webhook, MQTT, e-mail), one row per notification.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_notifications_at", "at"),
+)
