@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = None
+    smtp_url: SecretStr | None = None
+    smtp_from: str = Field(default="mqtthub@localhost", max_length=200)
     allowed_hosts: str = ""
     max_request_body: int = Field(default=DEFAULT_MAX_REQUEST_BODY, ge=1024, le=1 << 30)
     log_level: str = "INFO"
@@ -249,7 +251,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a readable file")
         return value
 
-    @field_validator("api_token", "password")
+    @field_validator("api_token", "password", "smtp_url")
     @classmethod
     def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value and value.get_secret_value() else None

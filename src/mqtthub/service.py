@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -13,6 +14,8 @@ from typing import Any
 
 import uvicorn
 
+from mqtthub.alerts.notify import Notifier, SmtpServer
+from mqtthub.alerts.service import Alerts
 from mqtthub.config import Delivery, Settings, build_ssl_context
 from mqtthub.downlink import topics as downlink_topics
 from mqtthub.downlink.service import Downlink
@@ -21,7 +24,7 @@ from mqtthub.errors import MqttHubError, StoreError, StoreUnavailableError
 from mqtthub.events import EventBus
 from mqtthub.ingest.writer import BatchWriter
 from mqtthub.leader import Leadership
-from mqtthub.messages import max_packet_size, subscriptions
+from mqtthub.messages import Status, max_packet_size, subscriptions
 from mqtthub.metrics import Metrics, Sources, worker_snapshot
 from mqtthub.pipeline import RawMessage, internal_error
 from mqtthub.presence import PresenceEngine
@@ -243,6 +246,30 @@ class Service:
             is_leader=self.is_leader,
             shared=worker is not None,
         )
+        alerts = Alerts(
+            store=store,
+            execute_write=writer.execute_write,
+            notifier=Notifier(
+                execute_write=writer.execute_write,
+                publish=lambda topic, body: transport.publish(topic, body),
+                smtp=SmtpServer.from_url(settings.smtp_url.get_secret_value(), settings.smtp_from)
+                if settings.smtp_url
+                else None,
+            ),
+            events=self.events,
+            is_leader=self.is_leader,
+        )
+        await alerts.load()
+        writer.on_committed = alerts.after_batch
+
+        async def configure_device(
+            device_id: str, values: dict[str, Any], status: Status | None
+        ) -> bool:
+            found = await writer.configure(device_id, values, status)
+            if found and "labels" in values:  # rules by label follow at once
+                alerts.set_labels(device_id, json.loads(values["labels"] or "{}"))
+            return found
+
         runtime = Runtime(
             link=lambda: transport.state,
             db_error=lambda: writer.db_error,
@@ -253,7 +280,8 @@ class Service:
             events=self.events,
             recent=writer.recent,
             forget_device=writer.forget,
-            configure_device=writer.configure,
+            configure_device=configure_device,
+            alerts=alerts,
             execute_write=writer.execute_write,
             metrics_registry=metrics.registry,
             downlink=self.downlink,
@@ -290,6 +318,7 @@ class Service:
                 supervisor.start("events", relay.run())
         supervisor.start("stats", self._publish_stats(runtime, sources, started=time.time()))
         supervisor.start("downlink", self.downlink.run())
+        supervisor.start("alerts", alerts.run())
         try:
             await self._stop.wait()
         finally:

@@ -82,6 +82,7 @@ class BatchWriter:
         profiles: Profiles | None = None,
         subscribed: Sequence[str] = (),
         follow_topics: Callable[[list[str]], None] | None = None,
+        on_committed: Callable[[Batch], None] | None = None,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`.
 
@@ -91,6 +92,7 @@ class BatchWriter:
         docstring); ``is_leader`` then tells whether this worker expires heartbeat deadlines.
         ``profiles`` read the messages (None: mqtthub's own parser); topics they start
         following that ``subscribed`` does not cover yet go to ``follow_topics``.
+        ``on_committed`` sees every committed batch (alert rules), on the event loop.
         """
         self.store = store
         self.queue = queue
@@ -114,6 +116,7 @@ class BatchWriter:
         self._follow_topics = follow_topics or (lambda _topics: None)
         self._new_topics: list[str] = []
         self._known_info: dict[tuple[str, str], MetricInfo] = {}
+        self.on_committed = on_committed or (lambda _batch: None)
         self._shared = worker_id is not None
         self._is_leader = is_leader or (lambda: True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
@@ -390,6 +393,7 @@ class BatchWriter:
                 "dead letter on %s: %s (%s)", dead.topic[:200], dead.reason, dead.detail
             )
         self._log_transitions(batch.transitions)
+        self.on_committed(batch)
         if self._metrics is not None:
             self._metrics.batch_size.observe(batch.stored + len(batch.dead_letters))
             self._metrics.commit_seconds.observe(seconds)

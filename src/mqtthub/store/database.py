@@ -233,8 +233,7 @@ class Store:
         """
         if not device_ids:
             return {}
-        if self.dialect == "postgresql":
-            connection.exec_driver_sql(_LOCK_DEVICES, (list(device_ids),))
+        lock_devices(connection, device_ids)
         return _presence_states(connection, _PRESENCE.where(devices.c.id.in_(list(device_ids))))
 
     def delete_device(self, device_id: str) -> bool:
@@ -324,6 +323,13 @@ _LOCK_DEVICES = (
     "SELECT pg_advisory_xact_lock(28017, h)"
     " FROM (SELECT DISTINCT hashtext(d) AS h FROM unnest(%s::text[]) AS d ORDER BY h) AS ids"
 )
+
+
+def lock_devices(connection: Connection, device_ids: Sequence[str]) -> None:
+    """Hold ``device_ids`` until ``connection``'s transaction ends (PostgreSQL: advisory
+    locks taken in one order; SQLite has one writer at a time anyway)."""
+    if device_ids and connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_LOCK_DEVICES, (list(device_ids),))
 
 
 def _presence_states(connection: Connection, query: Any) -> dict[str, DeviceState]:

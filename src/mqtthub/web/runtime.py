@@ -35,3 +35,4 @@ class Runtime:
     reserved_ids: frozenset[str] = frozenset()  # names no device may take (backend user, ...)
     worker_id: str | None = None  # set when other workers share the devices (stats cover all)
     is_leader: Callable[[], bool] = lambda: True
+    alerts: Any = None  # mqtthub.alerts.service.Alerts when serving

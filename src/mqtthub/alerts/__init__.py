@@ -1,0 +1,1 @@
+"""Alert rules, their evaluation, their storage and notifications."""
