@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import (
@@ -13,12 +14,14 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    or_,
     select,
     true,
 )
 
 from mqtthub.messages import METRIC_PATTERN
-from mqtthub.store.samples import key_of
+from mqtthub.store.errors import translated
+from mqtthub.store.samples import key_of, metrics_of
 from mqtthub.store.schema import (
     connection_events,
     dead_letters,
@@ -109,25 +112,28 @@ def device_series(
 ) -> list[dict[str, Any]]:
     """Min/avg/max of ``metric`` per ``bucket`` seconds over [since, until).
 
-    Buckets of a minute or more are read from the per-minute aggregates (so a week at
-    1 reading/s reads 10,080 rows); smaller ones from the samples.
+    The resolution follows the bucket (``retention.choose_resolution``): raw samples below
+    a minute, then the per-minute, hourly and daily aggregates (a week at 1 reading/s reads
+    10,080 per-minute rows, a year 365 daily ones); where retention deleted the finer data
+    of the range, a coarser resolution that still has it. Hours and days not rolled up yet
+    are read from the finer rows, so the newest buckets are complete too.
     """
     if METRIC_PATTERN.fullmatch(metric) is None:
         return []
-    conditions: list[Any]
+    states = read_states(engine)
+    resolution = choose_resolution(bucket, since, _horizons(states, metric))
+    since, bucket = align(since, bucket, resolution)
     time_column: Any
     low: Any
     high: Any
     mean: Any
     count: Any
-    if bucket >= 60:
-        # Whole minutes: buckets start on a minute and span a whole number of minutes.
-        since -= since % 60
-        bucket = round(bucket / 60) * 60
-        table, time_column = readings_1m, readings_1m.c.minute
-        low, high = func.min(table.c.min), func.max(table.c.max)
-        mean, count = func.sum(table.c.sum) / func.sum(table.c.count), func.sum(table.c.count)
-        conditions = [table.c.device_id == device_id, table.c.metric == metric]
+    conditions: list[Any] = []
+    if resolution != "raw":
+        rows = _aggregate_rows(states, resolution, device_id, metric, since, until)
+        time_column = rows.c.t
+        low, high = func.min(rows.c.min), func.max(rows.c.max)
+        mean, count = func.sum(rows.c.sum) / func.sum(rows.c.count), func.sum(rows.c.count)
     else:
         # The metric's value taken out of each sample's JSON once (a materialized CTE),
         # not once per aggregate.
@@ -140,7 +146,7 @@ def device_series(
         )
         time_column, value = raw.c.ts, raw.c.value
         low, high, mean, count = func.min(value), func.max(value), func.avg(value), func.count()
-        conditions = [value.is_not(None)]
+        conditions = [value.is_not(None), time_column >= since, time_column < until]
     index = (
         func.floor((time_column - since) / bucket)
         if engine.dialect.name != "sqlite"
@@ -148,7 +154,7 @@ def device_series(
     )
     query = (
         select(index.label("bucket"), low, mean, high, count)
-        .where(*conditions, time_column >= since, time_column < until)
+        .where(*conditions)
         .group_by(index)
         .order_by(index)
     )
@@ -157,6 +163,57 @@ def device_series(
             {"ts": since + int(b) * bucket, "min": lo, "avg": avg, "max": hi, "count": int(n)}
             for b, lo, avg, hi, n in connection.execute(query)
         ]
+
+
+def _horizons(states: dict[str, float], metric: str) -> dict[str, float]:
+    """How far back each resolution still holds ``metric`` (``rollup_state``'s ``kept:``
+    and ``stripped:`` values; a resolution retention never touched is not listed)."""
+    horizons = {name: states[f"kept:{name}"] for name in ("1m", "1h", "1d") if f"kept:{name}" in states}
+    raw = [states[name] for name in ("kept:raw",) if name in states]
+    stripped = states.get(f"stripped:{metric}", states.get("stripped:*"))
+    if stripped is not None:
+        raw.append(stripped)
+    if raw:
+        horizons["raw"] = max(raw)
+    return horizons
+
+
+def _aggregate_rows(
+    states: dict[str, float], resolution: str, device_id: str, metric: str, since: float, until: float
+) -> Any:
+    """The aggregate rows of [since, until) for ``resolution``: its own rows before the
+    time it is rolled up to, the next finer ones after (a subquery: t, min, max, sum, count).
+    """
+    tables = [(readings_1m, readings_1m.c.minute), (readings_1h, readings_1h.c.hour)]
+    tables.append((readings_1d, readings_1d.c.day))
+    levels = ["1m", "1h", "1d"][: ["1m", "1h", "1d"].index(resolution) + 1]
+    parts = []
+    end = until
+    for name, (table, column) in reversed(list(zip(levels, tables, strict=False))):
+        start = since
+        if name != "1m":
+            start = max(since, states.get(f"done:{name}", since))
+            start, end_here = since, min(end, states.get(f"done:{name}", -math.inf))
+            lower = since
+            parts.append((table, column, lower, end_here))
+            end = max(since, min(end, states.get(f"done:{name}", since)))
+            continue
+        parts.append((table, column, start, end))
+    selects = [
+        select(
+            column.label("t"), table.c.min, table.c.max, table.c.sum, table.c.count
+        ).where(
+            table.c.device_id == device_id,
+            table.c.metric == metric,
+            column >= lower,
+            column < upper,
+        )
+        for table, column, lower, upper in parts
+        if upper > lower
+    ]
+    if not selects:
+        selects = [parts[-1]]  # pragma: no cover
+    return union_all(*selects).subquery("rows")
 
 
 def count_devices(engine: Engine) -> dict[str, int]:
@@ -190,10 +247,15 @@ def device_readings(
     since: float | None,
     until: float | None,
     limit: int,
+    after: tuple[float, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """A device's readings, newest first, filtered by metric and time range.
+    """A device's readings, newest first (metrics by name at one time), filtered by metric
+    and time range.
 
-    Read from ``samples`` newest first (its primary key), one row per value.
+    Read from ``samples`` newest first (its primary key), one row per value. ``after``:
+    the (ts, metric) of the last reading of the previous page; only readings after it in
+    this order come back (keyset pagination: a reading stored meanwhile never shifts a
+    page, and none is listed twice).
     """
     dialect = engine.dialect.name
     conditions = [samples.c.device_id == device_id]
@@ -204,6 +266,9 @@ def device_readings(
     if metric is not None:
         if METRIC_PATTERN.fullmatch(metric) is None:
             return []
+        if after is not None:
+            # The same order as below (names compared by the database's collation).
+            conditions.append(_after(samples.c.ts, literal(metric, String), after))
         value = _metric_value(dialect, metric)
         query = (
             select(samples.c.ts, value.label("value"))
@@ -215,11 +280,14 @@ def device_readings(
             return [{"metric": metric, "ts": ts, "value": v} for ts, v in connection.execute(query)]
     # The newest ``limit`` values are among the newest ``limit`` samples (each has at least
     # one): take those by the primary key first, so only they are expanded and sorted.
+    # After a cursor, the sample at the cursor's time may have no values left: one more.
+    if after is not None:
+        conditions.append(samples.c.ts <= after[0])
     newest = (
         select(samples.c.ts, samples.c.metrics)
         .where(*conditions)
         .order_by(samples.c.ts.desc())
-        .limit(limit)
+        .limit(limit if after is None else limit + 1)
         .subquery()
     )
     each: Any
@@ -235,8 +303,15 @@ def device_readings(
         .order_by(newest.c.ts.desc(), key)
         .limit(limit)
     )
+    if after is not None:
+        query = query.where(_after(newest.c.ts, key, after))
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def _after(ts: Any, metric: Any, after: tuple[float, str]) -> Any:
+    """Readings after ``after`` = (ts, metric) in the order newest first, then by name."""
+    return (ts < after[0]) | ((ts == after[0]) & (metric > literal(after[1], String)))
 
 
 def _metric_value(dialect: str, metric: str) -> Any:
@@ -244,6 +319,125 @@ def _metric_value(dialect: str, metric: str) -> Any:
     if dialect == "sqlite":
         return func.json_extract(samples.c.metrics, key_of(dialect, metric), type_=Double)
     return cast(samples.c.metrics.op("->>")(literal(metric, String)), Double)
+
+
+#: One exported reading: (device_id, ts, {metric: value}) of one sample.
+ExportRow = tuple[str, float, dict[str, float]]
+
+
+class ExportPages:
+    """Every sample of the chosen devices in a time range, a page at a time (blocking).
+
+    Devices in id order, each one's samples oldest first, read by keyset on the primary key
+    (device_id, ts): each page is one short indexed query of at most ``page_size`` samples
+    on a connection held until :meth:`close`, so memory stays flat however many readings
+    there are and no transaction stays open between pages (PostgreSQL's vacuum and
+    SQLite's checkpoints are never held back by a slow download).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        device_ids: list[str] | None,
+        metrics: list[str] | None,
+        since: float | None,
+        until: float | None,
+        page_size: int = 2000,
+    ) -> None:
+        """Export ``device_ids`` (None: every device) and ``metrics`` (None: all)."""
+        self._engine = engine
+        self._wanted = device_ids
+        self._metrics = frozenset(metrics) if metrics else None
+        self._since = since
+        self._until = until
+        self._page_size = page_size
+        self._connection: Connection | None = None
+        self._devices: list[str] | None = None
+        self._position: tuple[int, float | None] = (0, None)  # device index, last ts
+
+    def next_page(self) -> list[ExportRow] | None:
+        """The next samples (only the wanted metrics), or None when there are no more.
+
+        Raises:
+            StoreError: the database failed (``StoreUnavailableError`` when unreachable).
+        """
+        with translated():
+            if self._connection is None:
+                self._connection = self._engine.connect()
+                self._devices = self._device_ids(self._connection)
+            try:
+                return self._fill(self._connection)
+            finally:
+                self._connection.rollback()  # no transaction left open between pages
+
+    def close(self) -> None:
+        """Give the connection back."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _device_ids(self, connection: Connection) -> list[str]:
+        query = select(devices.c.id).order_by(devices.c.id)
+        if self._wanted is not None:
+            query = query.where(devices.c.id.in_(self._wanted))
+        return [device_id for (device_id,) in connection.execute(query)]
+
+    def _fill(self, connection: Connection) -> list[ExportRow] | None:
+        assert self._devices is not None
+        page: list[ExportRow] = []
+        index, last_ts = self._position
+        while index < len(self._devices) and len(page) < self._page_size:
+            device_id = self._devices[index]
+            asked = self._page_size - len(page)
+            rows = connection.execute(self._query(device_id, last_ts, asked)).all()
+            for ts, stored in rows:
+                values = metrics_of(stored)
+                if self._metrics is not None:
+                    values = {m: v for m, v in values.items() if m in self._metrics}
+                if values:
+                    page.append((device_id, ts, values))
+            if len(rows) < asked:
+                index, last_ts = index + 1, None  # this device is done
+            else:
+                last_ts = rows[-1][0]
+        self._position = (index, last_ts)
+        return page or None
+
+    def _query(self, device_id: str, after: float | None, limit: int) -> Any:
+        conditions = [samples.c.device_id == device_id]
+        if after is not None:
+            conditions.append(samples.c.ts > after)
+        elif self._since is not None:
+            conditions.append(samples.c.ts >= self._since)
+        if self._until is not None:
+            conditions.append(samples.c.ts < self._until)
+        if self._metrics is not None:
+            dialect = self._engine.dialect.name
+            conditions.append(
+                or_(*(_metric_value(dialect, m).is_not(None) for m in sorted(self._metrics)))
+            )
+        return (
+            select(samples.c.ts, samples.c.metrics)
+            .where(*conditions)
+            .order_by(samples.c.ts)
+            .limit(limit)
+        )
+
+
+def devices_matching(engine: Engine, labels: dict[str, str]) -> list[str]:
+    """Ids of the devices whose labels include every one of ``labels`` (in id order)."""
+    query = select(devices.c.id, devices.c.labels).where(devices.c.labels.is_not(None))
+    matched = []
+    with engine.connect() as connection:
+        for device_id, stored in connection.execute(query.order_by(devices.c.id)):
+            try:
+                own = json.loads(stored)
+            except ValueError:
+                continue  # not written by the API: not a label set
+            if isinstance(own, dict) and all(own.get(k) == v for k, v in labels.items()):
+                matched.append(device_id)
+    return matched
 
 
 def list_dead_letters(

@@ -247,24 +247,72 @@ def get_device(device_id: str, store: StoreDep) -> dict[str, Any]:
     return _device(row)
 
 
-@router.get("/devices/{device_id}/readings", response_model=list[ReadingOut], tags=["devices"])
+def encode_cursor(ts: float, metric: str) -> str:
+    """An opaque cursor for the reading (ts, metric): URL-safe, the time exact."""
+    return base64.urlsafe_b64encode(orjson.dumps([ts, metric])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (ts, metric) of a cursor :func:`encode_cursor` made.
+
+    Raises:
+        HTTPException: 422 for anything else.
+    """
+    try:
+        ts, metric = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(ts, int | float) and not isinstance(ts, bool) and isinstance(metric, str):
+            return float(ts), metric
+    except (ValueError, TypeError):
+        pass
+    raise HTTPException(422, "cursor is not one this API gave: use X-Next-Cursor as it came")
+
+
+@router.get(
+    "/devices/{device_id}/readings",
+    response_model=list[ReadingOut],
+    tags=["devices"],
+    responses={
+        200: {
+            "headers": {
+                "X-Next-Cursor": {"description": "pass as ?cursor= for the next page"},
+                "Link": {"description": 'the next page\'s URL, rel="next"'},
+            }
+        }
+    },
+)
 def get_readings(
     device_id: str,
     store: StoreDep,
+    request: Request,
+    response: Response,
     metric: Annotated[str | None, Query(pattern=METRIC, description="metric name")] = None,
     since: Time = None,
     until: Time = None,
     limit: Limit = 1000,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="X-Next-Cursor of the previous page: continue there"),
+    ] = None,
 ) -> list[dict[str, Any]]:
-    """A device's readings, newest first."""
+    """A device's readings, newest first (metrics by name at one time). When more follow,
+    ``X-Next-Cursor`` (and a ``Link`` header with ``rel="next"``) says where the next page
+    starts: pass it as ``cursor`` with the same filters. Pages never overlap or skip a
+    reading, also while new readings arrive."""
     rows = store.read(
         queries.device_readings,
         checked_id(device_id),
         metric=metric,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
-        limit=limit,
+        limit=limit + 1,  # one more: is there a next page?
+        after=decode_cursor(cursor) if cursor is not None else None,
     )
+    if len(rows) > limit:
+        del rows[limit:]
+        following = encode_cursor(rows[-1]["ts"], rows[-1]["metric"])
+        response.headers["X-Next-Cursor"] = following
+        next_url = request.url.include_query_params(cursor=following)
+        response.headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
     return [{"metric": r["metric"], "ts": iso(r["ts"]), "value": r["value"]} for r in rows]
 
 

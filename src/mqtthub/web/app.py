@@ -21,7 +21,7 @@ from mqtthub.config import DEFAULT_MAX_REQUEST_BODY, LOOPBACK_NAMES
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.store.database import Store
 from mqtthub.transport.base import LinkPhase
-from mqtthub.web import alerts, api, downlink, stream
+from mqtthub.web import alerts, api, downlink, export, stream
 from mqtthub.web.guards import BodyLimit, HostCheck, SecurityHeaders, TokenGate
 from mqtthub.web.runtime import Runtime
 
@@ -86,7 +86,7 @@ def create_app(
     # The token is checked by TokenGate before routing; the bearer scheme here only puts
     # the "Authorize" button into the API docs.
     documented = [Depends(HTTPBearer(auto_error=False))] if api_token else []
-    for router in (api.router, stream.router, downlink.router, alerts.router):
+    for router in (api.router, stream.router, downlink.router, export.router, alerts.router):
         app.include_router(router, prefix="/api", dependencies=documented)
     app.add_exception_handler(StoreError, _database_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
