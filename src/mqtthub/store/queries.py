@@ -112,28 +112,25 @@ def device_series(
 ) -> list[dict[str, Any]]:
     """Min/avg/max of ``metric`` per ``bucket`` seconds over [since, until).
 
-    The resolution follows the bucket (``retention.choose_resolution``): raw samples below
-    a minute, then the per-minute, hourly and daily aggregates (a week at 1 reading/s reads
-    10,080 per-minute rows, a year 365 daily ones); where retention deleted the finer data
-    of the range, a coarser resolution that still has it. Hours and days not rolled up yet
-    are read from the finer rows, so the newest buckets are complete too.
+    Buckets of a minute or more are read from the per-minute aggregates (so a week at
+    1 reading/s reads 10,080 rows); smaller ones from the samples.
     """
     if METRIC_PATTERN.fullmatch(metric) is None:
         return []
-    states = read_states(engine)
-    resolution = choose_resolution(bucket, since, _horizons(states, metric))
-    since, bucket = align(since, bucket, resolution)
+    conditions: list[Any]
     time_column: Any
     low: Any
     high: Any
     mean: Any
     count: Any
-    conditions: list[Any] = []
-    if resolution != "raw":
-        rows = _aggregate_rows(states, resolution, device_id, metric, since, until)
-        time_column = rows.c.t
-        low, high = func.min(rows.c.min), func.max(rows.c.max)
-        mean, count = func.sum(rows.c.sum) / func.sum(rows.c.count), func.sum(rows.c.count)
+    if bucket >= 60:
+        # Whole minutes: buckets start on a minute and span a whole number of minutes.
+        since -= since % 60
+        bucket = round(bucket / 60) * 60
+        table, time_column = readings_1m, readings_1m.c.minute
+        low, high = func.min(table.c.min), func.max(table.c.max)
+        mean, count = func.sum(table.c.sum) / func.sum(table.c.count), func.sum(table.c.count)
+        conditions = [table.c.device_id == device_id, table.c.metric == metric]
     else:
         # The metric's value taken out of each sample's JSON once (a materialized CTE),
         # not once per aggregate.
@@ -146,7 +143,7 @@ def device_series(
         )
         time_column, value = raw.c.ts, raw.c.value
         low, high, mean, count = func.min(value), func.max(value), func.avg(value), func.count()
-        conditions = [value.is_not(None), time_column >= since, time_column < until]
+        conditions = [value.is_not(None)]
     index = (
         func.floor((time_column - since) / bucket)
         if engine.dialect.name != "sqlite"
@@ -154,7 +151,7 @@ def device_series(
     )
     query = (
         select(index.label("bucket"), low, mean, high, count)
-        .where(*conditions)
+        .where(*conditions, time_column >= since, time_column < until)
         .group_by(index)
         .order_by(index)
     )
@@ -163,57 +160,6 @@ def device_series(
             {"ts": since + int(b) * bucket, "min": lo, "avg": avg, "max": hi, "count": int(n)}
             for b, lo, avg, hi, n in connection.execute(query)
         ]
-
-
-def _horizons(states: dict[str, float], metric: str) -> dict[str, float]:
-    """How far back each resolution still holds ``metric`` (``rollup_state``'s ``kept:``
-    and ``stripped:`` values; a resolution retention never touched is not listed)."""
-    horizons = {name: states[f"kept:{name}"] for name in ("1m", "1h", "1d") if f"kept:{name}" in states}
-    raw = [states[name] for name in ("kept:raw",) if name in states]
-    stripped = states.get(f"stripped:{metric}", states.get("stripped:*"))
-    if stripped is not None:
-        raw.append(stripped)
-    if raw:
-        horizons["raw"] = max(raw)
-    return horizons
-
-
-def _aggregate_rows(
-    states: dict[str, float], resolution: str, device_id: str, metric: str, since: float, until: float
-) -> Any:
-    """The aggregate rows of [since, until) for ``resolution``: its own rows before the
-    time it is rolled up to, the next finer ones after (a subquery: t, min, max, sum, count).
-    """
-    tables = [(readings_1m, readings_1m.c.minute), (readings_1h, readings_1h.c.hour)]
-    tables.append((readings_1d, readings_1d.c.day))
-    levels = ["1m", "1h", "1d"][: ["1m", "1h", "1d"].index(resolution) + 1]
-    parts = []
-    end = until
-    for name, (table, column) in reversed(list(zip(levels, tables, strict=False))):
-        start = since
-        if name != "1m":
-            start = max(since, states.get(f"done:{name}", since))
-            start, end_here = since, min(end, states.get(f"done:{name}", -math.inf))
-            lower = since
-            parts.append((table, column, lower, end_here))
-            end = max(since, min(end, states.get(f"done:{name}", since)))
-            continue
-        parts.append((table, column, start, end))
-    selects = [
-        select(
-            column.label("t"), table.c.min, table.c.max, table.c.sum, table.c.count
-        ).where(
-            table.c.device_id == device_id,
-            table.c.metric == metric,
-            column >= lower,
-            column < upper,
-        )
-        for table, column, lower, upper in parts
-        if upper > lower
-    ]
-    if not selects:
-        selects = [parts[-1]]  # pragma: no cover
-    return union_all(*selects).subquery("rows")
 
 
 def count_devices(engine: Engine) -> dict[str, int]:
