@@ -112,6 +112,44 @@ class Downlink:
             "reply": None,
         }
 
+    async def post_commands(
+        self, *, device_ids: list[str], command: str, params: dict[str, Any], reply_within: float
+    ) -> list[dict[str, Any]]:
+        """Send one command to each of ``device_ids``: stored in one transaction, then
+        published device by device. Each result has the device's ``command_id``, or an
+        ``error`` when it could not be published (it then times out like any other)."""
+        now = time.time()
+        encoded = json.dumps(params)
+        rows: list[dict[str, Any]] = [
+            {
+                "id": secrets.token_hex(8),
+                "device_id": device_id,
+                "command": command,
+                "params": encoded,
+                "created_at": now,
+                "deadline": now + reply_within,
+            }
+            for device_id in device_ids
+        ]
+        if rows:
+            await self._write(db.create_commands, rows)
+        results = []
+        for row in rows:
+            payload = {"command_id": row["id"], "command": command, "params": params}
+            topic = command_topic(self.prefix, row["device_id"])
+            sent = self.transport.publish(topic, json.dumps(payload).encode())
+            results.append(
+                {
+                    "device_id": row["device_id"],
+                    "command_id": row["id"],
+                    "state": CommandState.SENT,
+                    "error": None if sent else "not connected to the broker: not published",
+                }
+            )
+        if any(result["error"] for result in results):
+            log.warning("command %s: not connected to the broker, some not sent", command)
+        return results
+
     async def handle(self, routed: Routed, payload: bytes) -> None:
         """A receipt, reply or app status arrived (stored before it is acknowledged).
 

@@ -129,6 +129,12 @@ def create_command(engine: Engine, row: dict[str, Any]) -> None:
         connection.execute(insert(commands).values(**row, state=CommandState.SENT))
 
 
+def create_commands(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Store several commands as ``sent``, in one transaction."""
+    with engine.begin() as connection:
+        connection.execute(insert(commands), [{**row, "state": CommandState.SENT} for row in rows])
+
+
 def reply(engine: Engine, device_id: str, command_id: str, body: str, at: float) -> bool:
     """Complete a sent command with the device's reply."""
     with engine.begin() as connection:

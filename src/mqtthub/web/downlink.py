@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from mqtthub.broker_config import (
     device_publish_topics,
@@ -17,6 +18,7 @@ from mqtthub.broker_config import (
 from mqtthub.downlink.states import CommandState, TaskState
 from mqtthub.errors import StoreConflictError
 from mqtthub.store import downlink as db
+from mqtthub.store import queries
 from mqtthub.web.api import ONE_LINE, Limit, Offset, RuntimeDep, StoreDep, checked_id, iso
 
 router = APIRouter()
@@ -86,6 +88,46 @@ class CommandOut(BaseModel):
     deadline: str
     replied_at: str | None
     reply: str | None
+
+
+#: Most devices one ``POST /api/commands`` may address.
+MAX_BATCH_DEVICES = 1000
+LabelKey = Annotated[str, Field(min_length=1, max_length=64, pattern=ONE_LINE)]
+LabelValue = Annotated[str, Field(max_length=256, pattern=ONE_LINE)]
+
+
+class BatchCommandIn(CommandIn):
+    """A command for every device whose labels include all of ``labels``."""
+
+    labels: Annotated[
+        dict[LabelKey, LabelValue],
+        Field(
+            min_length=1,
+            max_length=64,
+            description="the label selector: devices with all of these labels (at least one; "
+            "an empty selector would address the whole fleet)",
+        ),
+    ]
+    dry_run: bool = Field(default=False, description="only list the matching devices; send nothing")
+
+
+class BatchResult(BaseModel):
+    """What happened for one device: its command's id, or why it was not sent."""
+
+    device_id: str
+    command_id: str | None
+    state: CommandState | None
+    error: str | None
+
+
+class BatchOut(BaseModel):
+    """The devices the selector matched and each one's result."""
+
+    matched: int
+    sent: int
+    failed: int
+    dry_run: bool
+    results: list[BatchResult]
 
 
 class DeviceIn(BaseModel):
@@ -164,6 +206,44 @@ async def post_command(device_id: str, command: CommandIn, runtime: RuntimeDep) 
         reply_within=command.timeout,
     )
     return _times(sent, "created_at", "deadline", "replied_at")
+
+
+@router.post("/commands", response_model=BatchOut, tags=["devices"])
+async def post_batch_command(
+    batch: BatchCommandIn, store: StoreDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Send a command to every device whose labels include all of ``labels`` (each gets
+    its own command id, followed like a single command: ``GET /api/devices/{id}/commands``).
+
+    422 when the selector matches more than 1,000 devices (nothing is sent then).
+    """
+    downlink = _downlink(runtime)
+    matched = await run_in_threadpool(store.read, queries.devices_matching, batch.labels)
+    if len(matched) > MAX_BATCH_DEVICES:
+        raise HTTPException(
+            422,
+            f"the selector matches {len(matched)} devices; one call may address at most "
+            f"{MAX_BATCH_DEVICES}: narrow the selector with another label (nothing was sent)",
+        )
+    if batch.dry_run:
+        results = [
+            {"device_id": d, "command_id": None, "state": None, "error": None} for d in matched
+        ]
+    else:
+        results = await downlink.post_commands(
+            device_ids=matched,
+            command=batch.command,
+            params=batch.params,
+            reply_within=batch.timeout,
+        )
+    failed = sum(1 for result in results if result["error"])
+    return {
+        "matched": len(matched),
+        "sent": 0 if batch.dry_run else len(results) - failed,
+        "failed": failed,
+        "dry_run": batch.dry_run,
+        "results": results,
+    }
 
 
 @router.get("/devices/{device_id}/commands", response_model=list[CommandOut], tags=["devices"])
