@@ -243,7 +243,8 @@ def stored_rate_workers(
             first = database.first_received()
             samples = int(postgres.scalar("SELECT count(*) FROM samples"))
             time.sleep(2.5)  # every worker has stored its counters since the burst ended
-            split = {w["id"]: int(w["messages_stored"]) for w in serve.stats().get("workers") or []}
+            stats = serve.stats()
+            split = {w["id"]: int(w["messages_stored"]) for w in stats.get("workers") or []}
         finally:
             if postgres is not None:
                 postgres.close()
@@ -263,6 +264,8 @@ def stored_rate_workers(
         # (stamped by two workers at the same instant); the counters call them stored.
         "merged_samples": count - samples,
         "stored_by_worker": split,
+        "batches": stats["batches"],  # every worker's transactions, summed
+        "mean_batch": count / max(1, stats["batches"]),
         "cpu_seconds": used,
         "cpu_cores": cores,
         "cpu_cores_total": total,
