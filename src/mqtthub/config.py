@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mqtthub.errors import ConfigError
 from mqtthub.profiles import PROFILE_NAMES
 from mqtthub.profiles.active import active_profiles
+from mqtthub.retention import RetentionPolicy, parse_duration, parse_metric_durations
 
 TLS_PORTS = frozenset({8883, 18883})
 DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
@@ -160,6 +161,14 @@ class Settings(BaseSettings):
     max_request_body: int = Field(default=DEFAULT_MAX_REQUEST_BODY, ge=1024, le=1 << 30)
     log_level: str = "INFO"
 
+    # Retention (durations: 30d, 12h, ...; 0 or forever keeps everything; see retention.py).
+    retention_raw: str = "30d"
+    retention_1m: str = "365d"
+    retention_1h: str = "forever"
+    retention_1d: str = "forever"
+    retention_raw_metrics: str = ""
+    retention_batch: int = Field(default=2000, ge=10, le=100_000)
+
     @field_validator("broker_url")
     @classmethod
     def _check_broker_url(cls, value: str) -> str:
@@ -281,6 +290,29 @@ class Settings(BaseSettings):
             "MQTTHUB_API_TOKEN is not set, so anyone who reaches the port could read and "
             "change devices: set MQTTHUB_API_TOKEN to a long random secret, or set "
             "MQTTHUB_HTTP_HOST=127.0.0.1"
+        )
+
+    @field_validator("retention_raw", "retention_1m", "retention_1h", "retention_1d")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("retention_raw_metrics")
+    @classmethod
+    def _check_retention_metrics(cls, value: str) -> str:
+        parse_metric_durations(value)
+        return value
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        """How long raw samples and each aggregate are kept."""
+        return RetentionPolicy(
+            raw=parse_duration(self.retention_raw),
+            minute=parse_duration(self.retention_1m),
+            hour=parse_duration(self.retention_1h),
+            day=parse_duration(self.retention_1d),
+            raw_metrics=parse_metric_durations(self.retention_raw_metrics),
         )
 
     @field_validator("log_level")
