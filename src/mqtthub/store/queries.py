@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from typing import Any
 
 from sqlalchemy import (
@@ -16,11 +18,15 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
+    union_all,
 )
 
 from mqtthub.messages import METRIC_PATTERN
+from mqtthub.retention import align, choose_resolution
 from mqtthub.store.errors import translated
+from mqtthub.store.rollups import read_states
 from mqtthub.store.samples import key_of, metrics_of
 from mqtthub.store.schema import (
     connection_events,
@@ -29,6 +35,8 @@ from mqtthub.store.schema import (
     latest_readings,
     metric_info,
     presence_events,
+    readings_1d,
+    readings_1h,
     readings_1m,
     samples,
 )
@@ -112,25 +120,28 @@ def device_series(
 ) -> list[dict[str, Any]]:
     """Min/avg/max of ``metric`` per ``bucket`` seconds over [since, until).
 
-    Buckets of a minute or more are read from the per-minute aggregates (so a week at
-    1 reading/s reads 10,080 rows); smaller ones from the samples.
+    The resolution follows the bucket (``retention.choose_resolution``): raw samples below
+    a minute, then the per-minute, hourly and daily aggregates (a week at 1 reading/s reads
+    10,080 per-minute rows, a year 365 daily ones); where retention deleted the finer data
+    of the range, a coarser resolution that still has it. Hours and days not rolled up yet
+    are read from the finer rows, so the newest buckets are complete too.
     """
     if METRIC_PATTERN.fullmatch(metric) is None:
         return []
-    conditions: list[Any]
+    states = read_states(engine)
+    resolution = choose_resolution(bucket, since, _horizons(states, metric))
+    since, bucket = align(since, bucket, resolution)
     time_column: Any
     low: Any
     high: Any
     mean: Any
     count: Any
-    if bucket >= 60:
-        # Whole minutes: buckets start on a minute and span a whole number of minutes.
-        since -= since % 60
-        bucket = round(bucket / 60) * 60
-        table, time_column = readings_1m, readings_1m.c.minute
-        low, high = func.min(table.c.min), func.max(table.c.max)
-        mean, count = func.sum(table.c.sum) / func.sum(table.c.count), func.sum(table.c.count)
-        conditions = [table.c.device_id == device_id, table.c.metric == metric]
+    conditions: list[Any] = []
+    if resolution != "raw":
+        rows = _aggregate_rows(states, resolution, device_id, metric, since, until)
+        time_column = rows.c.t
+        low, high = func.min(rows.c.min), func.max(rows.c.max)
+        mean, count = func.sum(rows.c.sum) / func.sum(rows.c.count), func.sum(rows.c.count)
     else:
         # The metric's value taken out of each sample's JSON once (a materialized CTE),
         # not once per aggregate.
@@ -143,7 +154,7 @@ def device_series(
         )
         time_column, value = raw.c.ts, raw.c.value
         low, high, mean, count = func.min(value), func.max(value), func.avg(value), func.count()
-        conditions = [value.is_not(None)]
+        conditions = [value.is_not(None), time_column >= since, time_column < until]
     index = (
         func.floor((time_column - since) / bucket)
         if engine.dialect.name != "sqlite"
@@ -151,7 +162,7 @@ def device_series(
     )
     query = (
         select(index.label("bucket"), low, mean, high, count)
-        .where(*conditions, time_column >= since, time_column < until)
+        .where(*conditions)
         .group_by(index)
         .order_by(index)
     )
@@ -160,6 +171,54 @@ def device_series(
             {"ts": since + int(b) * bucket, "min": lo, "avg": avg, "max": hi, "count": int(n)}
             for b, lo, avg, hi, n in connection.execute(query)
         ]
+
+
+def _horizons(states: dict[str, float], metric: str) -> dict[str, float]:
+    """How far back each resolution still holds ``metric`` (``rollup_state``'s ``kept:``
+    and ``stripped:`` values; a resolution retention never touched is not listed)."""
+    horizons = {
+        name: states[f"kept:{name}"] for name in ("1m", "1h", "1d") if f"kept:{name}" in states
+    }
+    raw = [states[name] for name in ("kept:raw",) if name in states]
+    stripped = states.get(f"stripped:{metric}", states.get("stripped:*"))
+    if stripped is not None:
+        raw.append(stripped)
+    if raw:
+        horizons["raw"] = max(raw)
+    return horizons
+
+
+def _aggregate_rows(
+    states: dict[str, float],
+    resolution: str,
+    device_id: str,
+    metric: str,
+    since: float,
+    until: float,
+) -> Any:
+    """The aggregate rows of [since, until) for ``resolution`` (a subquery of t, min, max,
+    sum, count): its own rows before the time it is rolled up to (``done:``), the next
+    finer ones after that."""
+    levels = {
+        "1d": (readings_1d, readings_1d.c.day),
+        "1h": (readings_1h, readings_1h.c.hour),
+        "1m": (readings_1m, readings_1m.c.minute),
+    }
+    order = list(levels)
+    parts = []
+    covered = since  # everything before this is read from a coarser level
+    for name in order[order.index(resolution) :]:
+        done = math.inf if name == "1m" else states.get(f"done:{name}", -math.inf)
+        table, column = levels[name]
+        upper = min(until, done)
+        if upper > covered:
+            parts.append(
+                select(column.label("t"), table.c.min, table.c.max, table.c.sum, table.c.count)
+                .where(table.c.device_id == device_id, table.c.metric == metric)
+                .where(column >= covered, column < upper)
+            )
+        covered = max(covered, done)
+    return union_all(*parts).subquery("rows")
 
 
 def count_devices(engine: Engine) -> dict[str, int]:
@@ -422,3 +481,29 @@ def stored_connection_events(engine: Engine, *, limit: int = 50) -> list[dict[st
     query = select(connection_events).order_by(connection_events.c.id.desc()).limit(limit)
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def storage_stats(engine: Engine) -> dict[str, Any]:
+    """The database's size in bytes (SQLite: the file and its WAL; PostgreSQL:
+    ``pg_database_size``) and the time of the oldest raw reading (None: none stored)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            path = engine.url.database
+            size = None
+            if path and path != ":memory:":
+                size = sum(
+                    os.path.getsize(name) for name in (path, f"{path}-wal") if os.path.exists(name)
+                )
+        else:
+            size = connection.execute(text("SELECT pg_database_size(current_database())")).scalar()
+        # Device by device: one primary-key lookup each, where min(ts) would read the table.
+        oldest = connection.execute(
+            text(
+                "SELECT min((SELECT min(s.ts) FROM samples s WHERE s.device_id = d.id))"
+                " FROM devices d"
+            )
+        ).scalar()
+    return {
+        "database_bytes": None if size is None else int(size),
+        "oldest_reading": None if oldest is None else float(oldest),
+    }

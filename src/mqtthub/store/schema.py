@@ -105,6 +105,46 @@ readings_1m = Table(
     Column("count", Integer, nullable=False),
 )
 
+
+def _rollup(name: str, time_column: str) -> Table:
+    """A table of aggregates shaped like ``readings_1m``, one row per ``time_column``."""
+    return Table(
+        name,
+        metadata,
+        Column("device_id", String(64), primary_key=True),
+        Column("metric", String(64), primary_key=True),
+        Column(time_column, Double, primary_key=True),
+        Column("min", Double, nullable=False),
+        Column("max", Double, nullable=False),
+        Column("sum", Double, nullable=False),
+        Column("count", Integer, nullable=False),
+    )
+
+
+# Hourly and daily rollups of ``readings_1m`` for closed hours and days (store/rollups.py).
+readings_1h = _rollup("readings_1h", "hour")
+readings_1d = _rollup("readings_1d", "day")
+
+# Where rollups and retention stand, one value per name: ``rolled:1h`` (hours before it
+# are rolled up), ``rolled:1d``, ``kept:<resolution>`` (the oldest time retention keeps),
+# ``stripped:<metric>`` (samples before it no longer hold that metric).
+rollup_state = Table(
+    "rollup_state",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("value", Double, nullable=False),
+)
+
+# Hours already rolled up that received late per-minute data since (filled by triggers on
+# readings_1m created by migration 0010): their rollups are recomputed.
+rollup_pending = Table(
+    "rollup_pending",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("hour", Double, primary_key=True),
+)
+
 latest_readings = Table(
     "latest_readings",
     metadata,
