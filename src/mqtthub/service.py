@@ -22,6 +22,7 @@ from mqtthub.downlink.service import Downlink
 from mqtthub.downlink.topics import Route, Routed
 from mqtthub.errors import MqttHubError, StoreError, StoreUnavailableError
 from mqtthub.events import EventBus
+from mqtthub.housekeeping import Housekeeping
 from mqtthub.ingest.writer import BatchWriter
 from mqtthub.leader import Leadership
 from mqtthub.messages import Status, max_packet_size, subscriptions
@@ -318,6 +319,13 @@ class Service:
                 supervisor.start("events", relay.run())
         supervisor.start("stats", self._publish_stats(runtime, sources, started=time.time()))
         supervisor.start("downlink", self.downlink.run())
+        housekeeping = Housekeeping(
+            execute_write=writer.execute_write,
+            policy=settings.retention,
+            batch_rows=settings.retention_batch,
+            is_leader=self.is_leader,
+        )
+        supervisor.start("retention", housekeeping.run())
         supervisor.start("alerts", alerts.run())
         try:
             await self._stop.wait()

@@ -413,16 +413,21 @@ async def patch_device(
 
 @router.get("/stats", tags=["health"])
 def get_stats(store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
-    """Message counters since start, queue depth and devices by status; with several
-    workers, summed over all of them (``workers`` lists each one)."""
+    """Message counters since start, queue depth, devices by status and ``storage``
+    (``database_bytes``, ``oldest_reading``); with several workers, summed over all of
+    them (``workers`` lists each one)."""
     stats = runtime.stats.as_dict()
     stats["queue_depth"] = runtime.queue_depth()
     if runtime.worker_id is not None:
         stats = _all_workers(store, runtime, stats)
     try:
         stats["devices"] = store.read(queries.count_devices)
+        stats["storage"] = store.read(queries.storage_stats)
     except StoreError:
         stats["devices"] = None  # the counters above still help while the database is down
+        stats["storage"] = None
+    if stats["storage"] is not None and stats["storage"]["oldest_reading"] is not None:
+        stats["storage"]["oldest_reading"] = iso(stats["storage"]["oldest_reading"])
     return stats
 
 

@@ -319,10 +319,23 @@ async function loadHealth() {
   $("connection-rows").replaceChildren(...connection.events.map((e) => el("tr", {},
     el("td", { text: when(e.at) }), el("td", { text: e.event }), el("td", { text: e.reason }),
     el("td", { text: e.lasted === null ? "" : `${e.lasted} s` }), el("td", { text: e.detail }))));
+  const stats = await apiJson("/api/stats");
+  const storage = stats.storage || {};
+  $("health-db-size").textContent = formatBytes(storage.database_bytes);
+  $("health-oldest").textContent = storage.oldest_reading ? when(storage.oldest_reading) : "–";
   const letters = await apiJson("/api/dead-letters?limit=50");
   $("dead-rows").replaceChildren(...letters.map((d) => el("tr", {},
     el("td", { text: when(d.received_at) }), el("td", { text: `${d.reason}: ${d.detail}` }),
     el("td", { text: d.topic }), el("td", { class: "payload", text: d.payload }))));
+}
+
+function formatBytes(bytes) {
+  if (typeof bytes !== "number") return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
 }
 
 function applyStats(stats) {
