@@ -18,6 +18,7 @@ metric no rule watches costs one dictionary lookup.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,100 @@ class Rule:
         return (low is not None and value < low) or (high is not None and value > high)
 
 
+APPLICABLE_LIMIT = 1_000_000  # (device, metric) pairs whose rules are remembered
+
+
+@dataclass(slots=True)
+class _MetricRules:
+    """One metric's rules, indexed so that finding a device's takes a few lookups."""
+
+    everyone: list[Rule] = field(default_factory=list)
+    by_device: dict[str, list[Rule]] = field(default_factory=dict)
+    by_label: dict[tuple[str, str], list[Rule]] = field(default_factory=dict)
+    # Devices without rules of their own share the compiled rules of their labels.
+    shared: dict[tuple[tuple[str, str], ...], _Compiled] = field(default_factory=dict)
+
+    def add(self, rule: Rule) -> None:
+        if rule.device_id is not None:
+            self.by_device.setdefault(rule.device_id, []).append(rule)
+        elif rule.labels:
+            first = min(rule.labels.items())  # the rule is checked whole when found
+            self.by_label.setdefault(first, []).append(rule)
+        else:
+            self.everyone.append(rule)
+
+    def find(self, device_id: str, labels: Mapping[str, str]) -> _Compiled:
+        own = self.by_device.get(device_id)
+        key = tuple(sorted(labels.items())) if self.by_label else ()
+        if not own and key in self.shared:
+            return self.shared[key]
+        found = [*self.everyone, *(own or ())]
+        for pair in labels.items():
+            for rule in self.by_label.get(pair, ()):
+                if rule.applies_to(device_id, labels):
+                    found.append(rule)
+        compiled = _Compiled.of(found)
+        if not own:
+            self.shared[key] = compiled
+        return compiled
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """One device's rules on one metric, ready for the fast path: a value in
+    [``low``, ``high``] breaks none of ``plain`` (so only pairs already in play need a
+    look); window averages are grouped by window length, one window each."""
+
+    low: float
+    high: float
+    plain: tuple[Rule, ...]
+    windows: tuple[tuple[float, float, float, tuple[Rule, ...]], ...]  # seconds, low, high
+
+    @classmethod
+    def of(cls, rules: list[Rule]) -> _Compiled:
+        plain = [rule for rule in rules if not rule.window_average]
+        windows: dict[float, list[Rule]] = {}
+        for rule in rules:
+            if rule.window_average:
+                windows.setdefault(rule.for_seconds, []).append(rule)
+        low, high = _bounds(plain)
+        return cls(
+            low,
+            high,
+            tuple(plain),
+            tuple((seconds, *_bounds(group), tuple(group)) for seconds, group in windows.items()),
+        )
+
+
+def _bounds(rules: list[Rule]) -> tuple[float, float]:
+    """The range of values that breaks none of ``rules``."""
+    low, high = -math.inf, math.inf
+    for rule in rules:
+        if rule.condition is not Condition.ABOVE and rule.threshold is not None:
+            low = max(low, rule.threshold)
+        top = rule.threshold_high if rule.condition is Condition.OUTSIDE else rule.threshold
+        if rule.condition is not Condition.BELOW and top is not None:
+            high = min(high, top)
+    return low, high
+
+
+@dataclass(slots=True)
+class _Window:
+    """The values of the last ``seconds`` of one device's metric, with their sum."""
+
+    values: deque[tuple[float, float]] = field(default_factory=deque)
+    total: float = 0.0
+
+    def add(self, ts: float, value: float, seconds: float) -> float:
+        """Add a value; the average over the window."""
+        values = self.values
+        values.append((ts, value))
+        self.total += value
+        while values[0][0] < ts - seconds:
+            self.total -= values.popleft()[1]
+        return self.total / len(values)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """An alert that starts firing or resolves, and the value that caused it."""
@@ -124,18 +219,22 @@ class Evaluator:
     def set_rules(self, rules: Iterable[Rule]) -> None:
         """Replace the rules (watches of removed rules are forgotten)."""
         self.rules = {rule.id: rule for rule in rules}
-        self._by_metric: dict[str, list[Rule]] = {}
+        self._by_metric: dict[str, _MetricRules] = {}
         self._dead_letter_rules: list[Rule] = []
         self._clock_rules: list[Rule] = []
         for rule in self.rules.values():
             if rule.condition in METRIC_CONDITIONS and rule.metric:
-                self._by_metric.setdefault(rule.metric, []).append(rule)
+                self._by_metric.setdefault(rule.metric, _MetricRules()).add(rule)
             elif rule.condition is Condition.DEAD_LETTERS:
                 self._dead_letter_rules.append(rule)
             else:
                 self._clock_rules.append(rule)
-        self._applicable: dict[tuple[str, str], tuple[Rule, ...]] = {}
+        self._applicable: dict[tuple[str, str], _Compiled] = {}
+        self._windows: dict[tuple[str, str, float], _Window] = {}
         self._watches = {key: w for key, w in self._watches.items() if key[0] in self.rules}
+        self._in_play: dict[tuple[str, str], int] = {}
+        for rule_id, device_id in self._watches:
+            self._count(self.rules[rule_id], device_id, 1)
 
     def set_labels(self, device_id: str, labels: Mapping[str, str]) -> None:
         """A device's labels changed."""
@@ -145,16 +244,23 @@ class Evaluator:
     def restore_firing(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Alerts still open in the database (at start-up): they can resolve."""
         for rule_id, device_id in pairs:
-            if rule_id in self.rules:
+            if rule_id in self.rules and (rule_id, device_id) not in self._watches:
                 self._watches[(rule_id, device_id)] = _Watch(firing=True)
+                self._count(self.rules[rule_id], device_id, 1)
 
-    def _rules_for(self, device_id: str, metric: str) -> tuple[Rule, ...]:
+    def _count(self, rule: Rule, device_id: str, step: int) -> None:
+        """Track how many (rule, device) pairs of a device's metric are in play."""
+        if rule.metric is not None and rule.condition in METRIC_CONDITIONS:
+            key = (device_id, rule.metric)
+            self._in_play[key] = self._in_play.get(key, 0) + step
+
+    def _rules_for(self, device_id: str, metric: str) -> _Compiled:
         key = (device_id, metric)
         found = self._applicable.get(key)
         if found is None:
-            labels = self._labels.get(device_id, {})
-            candidates = self._by_metric.get(metric, ())
-            found = tuple(rule for rule in candidates if rule.applies_to(device_id, labels))
+            found = self._by_metric[metric].find(device_id, self._labels.get(device_id, {}))
+            if len(self._applicable) >= APPLICABLE_LIMIT:
+                self._applicable.clear()
             self._applicable[key] = found
         return found
 
@@ -164,33 +270,69 @@ class Evaluator:
         by_metric = self._by_metric
         if not by_metric:
             return changes
+        in_play = self._in_play
         for device_id, ts, metrics in samples:
             for metric, value in metrics.items():
                 if metric not in by_metric:
                     continue
-                for rule in self._rules_for(device_id, metric):
+                compiled = self._rules_for(device_id, metric)
+                if compiled.windows:
+                    self._averages(compiled, device_id, metric, value, ts, changes)
+                if compiled.low <= value <= compiled.high and not in_play.get((device_id, metric)):
+                    continue  # the usual case: no rule broken, none in play
+                for rule in compiled.plain:
                     change = self._reading(rule, device_id, value, ts)
                     if change is not None:
                         changes.append(change)
         return changes
 
+    def _averages(
+        self,
+        compiled: _Compiled,
+        device_id: str,
+        metric: str,
+        value: float,
+        ts: float,
+        changes: list[Change],
+    ) -> None:
+        for seconds, low, high, rules in compiled.windows:
+            key = (device_id, metric, seconds)
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window()
+            average = window.add(ts, value, seconds)
+            if low <= average <= high and not self._in_play.get((device_id, metric)):
+                continue
+            for rule in rules:
+                watch = self._watches.get((rule.id, device_id))
+                bad = rule.violated_by(average)
+                if watch is None:
+                    if not bad:
+                        continue
+                    watch = self._new_watch(rule, device_id)
+                change = self._decide(rule, device_id, watch, bad, average, ts)
+                if not watch.firing:
+                    self._drop_watch(rule, device_id)
+                if change is not None:
+                    changes.append(change)
+
+    def _new_watch(self, rule: Rule, device_id: str) -> _Watch:
+        watch = self._watches[(rule.id, device_id)] = _Watch()
+        self._count(rule, device_id, 1)
+        return watch
+
+    def _drop_watch(self, rule: Rule, device_id: str) -> None:
+        if self._watches.pop((rule.id, device_id), None) is not None:
+            self._count(rule, device_id, -1)
+
     def _reading(self, rule: Rule, device_id: str, value: float, ts: float) -> Change | None:
         key = (rule.id, device_id)
         watch = self._watches.get(key)
-        if rule.window_average:
-            if watch is None:
-                watch = self._watches[key] = _Watch()
-            window = watch.window
-            window.append((ts, value))
-            while window and window[0][0] < ts - rule.for_seconds:
-                window.popleft()
-            value = sum(v for _, v in window) / len(window)
-            return self._decide(rule, device_id, watch, rule.violated_by(value), value, ts)
         violated = rule.violated_by(value)
         if watch is None:
             if not violated:
                 return None
-            watch = self._watches[key] = _Watch()
+            watch = self._new_watch(rule, device_id)
         if violated and watch.pending_since is None:
             watch.pending_since = ts
         if not violated:
@@ -199,7 +341,7 @@ class Evaluator:
         due = violated and ts - (watch.pending_since or ts) >= rule.for_seconds
         change = self._decide(rule, device_id, watch, violated if watch.firing else due, value, ts)
         if not watch.firing and watch.pending_since is None:
-            self._watches.pop(key, None)  # nothing in play: keep the watches sparse
+            self._drop_watch(rule, device_id)  # nothing in play: keep the watches sparse
         return change
 
     def _decide(
