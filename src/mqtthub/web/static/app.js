@@ -300,6 +300,36 @@ async function loadPresence(path, since, until) {
   window.Plotly.react($("timeline"), [trace], layout, { displaylogo: false, responsive: true });
 }
 
+// The device's readings in the chosen range as CSV (GET /api/export). Without a token a
+// plain link lets the browser stream the file to disk; a bearer token cannot ride on a
+// link, so then the file is fetched with it and handed over as a Blob.
+async function downloadCsv() {
+  const [since, until] = rangeBounds();
+  const query = new URLSearchParams({ device: state.deviceId, since: String(since), until: String(until), format: "csv" });
+  const path = `/api/export?${query}`;
+  const button = $("download-csv");
+  if (!state.token) {
+    const link = el("a", { href: path, download: "" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    return;
+  }
+  button.disabled = true;
+  try {
+    const response = await api(path);
+    const named = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: named ? named[1] : "mqtthub-export.csv" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function scheduleDeviceRefresh() {
   if (state.refreshTimer) return;
   state.refreshTimer = setTimeout(() => {
@@ -433,6 +463,7 @@ function setupControls() {
       loadDevice(state.deviceId).catch(showError);
     });
   }
+  $("download-csv").addEventListener("click", () => downloadCsv().catch(showError));
   $("range-apply").addEventListener("click", () => {
     const from = Date.parse($("range-from").value);
     const to = Date.parse($("range-to").value);
