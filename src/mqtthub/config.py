@@ -168,6 +168,7 @@ class Settings(BaseSettings):
     retention_1d: str = "forever"
     retention_raw_metrics: str = ""
     retention_batch: int = Field(default=2000, ge=10, le=100_000)
+    retention_interval: float = Field(default=60.0, ge=0, le=86400)  # 0: no retention task
 
     @field_validator("broker_url")
     @classmethod

@@ -135,6 +135,8 @@ class Housekeeping:
             kept["kept:raw"] = delete_before
         default, cutoffs = self.policy.raw_cutoffs(now)
         stripped = await self._strip(delete_before, default, cutoffs)
+        forever = {f"stripped:{m}": 0.0 for m, cutoff in cutoffs.items() if cutoff is None}
+        kept.update(forever)  # metrics kept forever: all their raw data is there
         # Aggregates go only once rolled up into the next coarser rows (when those exist).
         for name, table, column, rolled in (
             ("1m", "readings_1m", "minute", states.get("done:1h")),

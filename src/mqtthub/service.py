@@ -319,13 +319,15 @@ class Service:
                 supervisor.start("events", relay.run())
         supervisor.start("stats", self._publish_stats(runtime, sources, started=time.time()))
         supervisor.start("downlink", self.downlink.run())
-        housekeeping = Housekeeping(
-            execute_write=writer.execute_write,
-            policy=settings.retention,
-            batch_rows=settings.retention_batch,
-            is_leader=self.is_leader,
-        )
-        supervisor.start("retention", housekeeping.run())
+        if settings.retention_interval > 0:
+            housekeeping = Housekeeping(
+                execute_write=writer.execute_write,
+                policy=settings.retention,
+                batch_rows=settings.retention_batch,
+                is_leader=self.is_leader,
+                interval=settings.retention_interval,
+            )
+            supervisor.start("retention", housekeeping.run())
         supervisor.start("alerts", alerts.run())
         try:
             await self._stop.wait()
