@@ -111,11 +111,12 @@ def measure(*, pid: int, base_url: str, params: dict[str, Any] | None = None) ->
     with RssSampler(pid) as sampler:
         size, lines = download(base_url, params)
     seconds = time.perf_counter() - started
+    readings = lines - (params.get("format", "csv") == "csv")  # the CSV header line
     return {
-        "readings": lines - 1,
+        "readings": readings,
         "bytes": size,
         "seconds": round(seconds, 2),
-        "readings_per_s": round((lines - 1) / seconds),
+        "readings_per_s": round(readings / seconds),
         "rss_before_mib": round(before / 1024, 1),
         "rss_peak_mib": round(max(sampler.peak_kib, before) / 1024, 1),
         "rss_growth_mib": round((max(sampler.peak_kib, before) - before) / 1024, 1),
