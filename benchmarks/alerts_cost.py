@@ -7,8 +7,8 @@ against what the alert evaluator then does with each stored batch
 (``Evaluator.readings`` and ``dead_letters``). Rules: 600 on single devices, 300 on
 labels (every device has a ``site`` label of 10), 100 on all devices, over four metrics,
 a tenth of them window averages, a third with ``for_seconds``; most thresholds are never
-crossed, every 50th rule's now and then (``alert_changes_per_round``). Prints one JSON object: µs/message of each, and the ratio (the target: at
-most 0.10).
+crossed, every 50th rule's now and then (``alert_changes_per_round``). Prints one JSON
+object: µs/message of each, and the ratio (the target: at most 0.10).
 
 Usage: ``.venv/bin/python benchmarks/alerts_cost.py [--messages 40000] [--batch 4000]
 [--rounds 5]``
