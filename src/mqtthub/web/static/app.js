@@ -429,6 +429,7 @@ function handleEvent(block) {
   else if (kind === "stats") applyStats(payload);
   else if (kind === "device_deleted") { state.devices.delete(payload.id); if (state.page === "fleet") renderFleet(); }
   else if (kind === "connection" && state.page === "health") loadHealth().catch(showError);
+  else if (kind === "alert" && state.page === "alerts") loadAlerts().catch(showError);
   else if (kind === "resync") route();
 }
 
@@ -439,8 +440,8 @@ function showError(error) { console.error(error); }
 function route() {
   const hash = location.hash || "#/";
   const match = hash.match(/^#\/device\/(.+)$/);
-  state.page = match ? "device" : hash === "#/health" ? "health" : "fleet";
-  for (const page of ["fleet", "device", "health"]) $(`${page}-page`).hidden = page !== state.page;
+  state.page = match ? "device" : hash === "#/health" ? "health" : hash === "#/alerts" ? "alerts" : "fleet";
+  for (const page of ["fleet", "device", "health", "alerts"]) $(`${page}-page`).hidden = page !== state.page;
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("active", link.dataset.nav === state.page);
   }
@@ -450,6 +451,7 @@ function route() {
     state.deviceId = id;
     loadDevice(id).catch(showError);
   } else if (state.page === "health") loadHealth().catch(showError);
+  else if (state.page === "alerts") loadAlerts().catch(showError);
   else loadFleet().catch(showError);
 }
 
