@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -210,3 +212,34 @@ def test_bad_rules_get_a_clear_answer(mosquitto: MosquittoBroker, tmp_path: Path
             response = serve.http.post("/api/alert-rules", json=fields)
             assert response.status_code == 422
             assert words in response.text
+
+
+def test_rules_fire_and_resolve_with_simulated_devices(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """`mqtthub simulate` devices: a threshold rule fires for each; when the fleet stops,
+    an offline rule fires for each device, and resolves when the fleet comes back."""
+    simulate = [
+        *(sys.executable, "-m", "mqtthub", "simulate"),
+        *("--broker-url", f"mqtt://127.0.0.1:{mosquitto.port}", "--devices", "3"),
+        *("--sensor-interval", "0.3", "--heartbeat-interval", "0.5", "--id-prefix", "fleet"),
+    ]
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        rule(serve, name="warm", condition="above", metric="temperature", threshold=10)
+        rule(serve, name="gone", condition="offline", for_seconds=1)
+        subprocess.run([*simulate, "--duration", "2"], check=True, timeout=60, cwd=tmp_path)
+
+        def firing(name: str) -> set[str]:
+            return {a["device_id"] for a in alerts(serve, "open") if a["rule_name"] == name}
+
+        fleet = {"fleet0001", "fleet0002", "fleet0003"}
+        wait_until(lambda: firing("warm") == fleet, timeout=15, what="threshold alerts")
+        wait_until(lambda: firing("gone") == fleet, timeout=20, what="offline alerts")
+        back = subprocess.Popen([*simulate, "--duration", "30"], cwd=tmp_path)
+        try:
+            wait_until(lambda: not firing("gone"), timeout=25, what="offline alerts resolved")
+        finally:
+            back.terminate()
+            back.wait(15)
+        resolved = {a["device_id"] for a in alerts(serve, "resolved") if a["rule_name"] == "gone"}
+        assert resolved == fleet
