@@ -242,8 +242,7 @@ def stored_rate_workers(
             publisher.wait(60)
             first = database.first_received()
             samples = int(postgres.scalar("SELECT count(*) FROM samples"))
-            time.sleep(2.5)  # every worker has stored its counters since the burst ended
-            stats = serve.stats()
+            stats = _counted(serve, count)
             split = {w["id"]: int(w["messages_stored"]) for w in stats.get("workers") or []}
         finally:
             if postgres is not None:
@@ -276,6 +275,19 @@ def stored_rate_workers(
         "cpu_ms_per_message": (sum(used.values()) - used["publisher"]) / count * 1000,
         "workers_cpu_ms_per_message": used["workers"] / count * 1000,
     }
+
+
+def _counted(serve: Serve, count: int) -> dict[str, Any]:
+    """``/api/stats`` once every worker's counters include the burst (they are stored every
+    2 s), or as they are after three refreshes."""
+    deadline = time.monotonic() + 3 * WORKER_REFRESH_S
+    while True:
+        stats: dict[str, Any] = serve.stats()
+        if stats["messages_stored"] + stats["dead_letters"] >= count:
+            return stats
+        if time.monotonic() > deadline:
+            return stats
+        time.sleep(0.25)
 
 
 def _poll_until_stored(

@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(300)  # the run's own limit below; the suite's default is 120 s
 def test_quick_benchmark_run_produces_json_plot_and_ratios(tmp_path: Path) -> None:
     """`benchmarks/run.py --quick` exits 0 with rates, ratios, latency, soak, presence, memory,
     series, the stored rate with 1 and 2 workers, and issue 11's targets."""
