@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from mqtthub.messages import Reason
 from mqtthub.pipeline import Batch, DeadLetter, RawMessage, build_batch, parse_all
@@ -154,6 +154,17 @@ def test_delete_device_removes_its_data(store: Store) -> None:
     assert (
         queries.device_series(store.engine, "gone", metric="v", since=0, until=2e9, bucket=60) == []
     )
+    with store.engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            if "device_id" in table.c and table.name not in {
+                "alerts",
+                "commands",
+                "rollup_pending",
+            }:
+                left = connection.execute(
+                    select(func.count()).select_from(table).where(table.c.device_id == "gone")
+                ).scalar_one()
+                assert left == 0, table.name
     assert not store.delete_device("gone")
 
 

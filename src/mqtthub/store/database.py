@@ -40,13 +40,18 @@ from mqtthub.profiles.base import MetricInfo
 from mqtthub.store.errors import first_line, translated
 from mqtthub.store.samples import SampleWriter, has_sample
 from mqtthub.store.schema import (
+    alert_events,
+    alerts,
     connection_events,
     dead_letters,
     devices,
     latest_readings,
     metric_info,
     presence_events,
+    readings_1d,
+    readings_1h,
     readings_1m,
+    rollup_pending,
     samples,
 )
 
@@ -237,11 +242,24 @@ class Store:
         return _presence_states(connection, _PRESENCE.where(devices.c.id.in_(list(device_ids))))
 
     def delete_device(self, device_id: str) -> bool:
-        """Remove a device and all its data; False when it did not exist."""
+        """Remove a device and all its data (readings, aggregates, presence, dead letters,
+        alerts; its commands stay as history); False when it did not exist."""
         with self.engine.begin() as connection:
-            for table in (samples, readings_1m, latest_readings, presence_events, metric_info):
+            for table in (
+                samples,
+                readings_1m,
+                readings_1h,
+                readings_1d,
+                rollup_pending,
+                latest_readings,
+                presence_events,
+                metric_info,
+            ):
                 connection.execute(table.delete().where(table.c.device_id == device_id))
             connection.execute(dead_letters.delete().where(dead_letters.c.device_id == device_id))
+            its_alerts = select(alerts.c.id).where(alerts.c.device_id == device_id)
+            connection.execute(alert_events.delete().where(alert_events.c.alert_id.in_(its_alerts)))
+            connection.execute(alerts.delete().where(alerts.c.device_id == device_id))
             gone = connection.execute(devices.delete().where(devices.c.id == device_id))
             return bool(gone.rowcount)
 
