@@ -8,7 +8,6 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +17,6 @@ from pydantic import SecretStr
 from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
 from mqtthub.store.database import Store
-from mqtthub.store.schema import metadata
 from mqtthub.web import export
 from mqtthub.web.api import decode_cursor
 from mqtthub.web.app import create_app
@@ -26,21 +24,6 @@ from support.inprocess import InProcessApi, simple_runtime
 
 T0 = 1_790_000_000.0
 TOKEN = "export-token"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A migrated, empty store on SQLite (file) or PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'export.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = Store.open(url)
-    with opened.engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
-    yield opened
-    opened.close()
 
 
 @contextmanager

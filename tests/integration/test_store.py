@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,11 @@ from mqtthub.store.database import Store
 from mqtthub.store.schema import metadata
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A migrated store on SQLite (file) or PostgreSQL, emptied for each test."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = Store.open(url)
-    with opened.engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
+@pytest.fixture
+def store(store: Store) -> Store:
+    """The shared store fixture, with this module's presence engine emptied too."""
     PRESENCE.devices.clear()  # the engine follows the emptied database
-    yield opened
-    opened.close()
+    return store
 
 
 PRESENCE = PresenceEngine()

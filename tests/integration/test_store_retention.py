@@ -7,11 +7,8 @@ import json
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from mqtthub.housekeeping import Housekeeping
@@ -21,25 +18,9 @@ from mqtthub.retention import DAY, HOUR, RetentionPolicy
 from mqtthub.store import queries
 from mqtthub.store.database import Store
 from mqtthub.store.samples import metrics_of
-from mqtthub.store.schema import metadata
 
 T0 = 1_790_000_000.0 - 1_790_000_000.0 % DAY  # a midnight
 FOREVER = RetentionPolicy(raw=None, minute=None, hour=None, day=None)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A migrated store on SQLite (file) or PostgreSQL, emptied for each test."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = Store.open(url)
-    with opened.engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
-    yield opened
-    opened.close()
 
 
 def write(store: Store, samples: list[tuple[str, float, dict[str, float]]]) -> None:
