@@ -76,6 +76,9 @@ class BrokerEndpoint:
     tls: bool
     username: str | None
     password: SecretStr | None
+    #: MQTT over WebSockets (``ws://``, ``wss://``): the HTTP request target to upgrade,
+    #: e.g. ``/mqtt``; None for MQTT straight over TCP.
+    websocket_path: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -83,19 +86,26 @@ class BrokerEndpoint:
         return self.host in LOCAL_HOSTS
 
     @property
+    def scheme(self) -> str:
+        """``mqtt``, ``mqtts``, ``ws`` or ``wss``."""
+        if self.websocket_path is not None:
+            return "wss" if self.tls else "ws"
+        return "mqtts" if self.tls else "mqtt"
+
+    @property
     def address(self) -> str:
-        """``scheme://host:port`` without credentials, for comparing endpoints."""
+        """``scheme://host:port`` (and the path for WebSockets) without credentials, for
+        comparing endpoints."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}{self.websocket_path or ''}"
 
     def display(self) -> str:
         """The endpoint as a URL with the password masked, safe to log."""
-        scheme = "mqtts" if self.tls else "mqtt"
         user = ""
         if self.username:
             user = f"{self.username}:***@" if self.password else f"{self.username}@"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}"
+        return f"{self.scheme}://{user}{host}:{self.port}{self.websocket_path or ''}"
 
 
 class Settings(BaseSettings):
@@ -342,7 +352,7 @@ class Settings(BaseSettings):
         tls = url.tls or self.client_cert is not None
         username = url.username or self.username
         password = SecretStr(url.password) if url.password else self.password
-        return BrokerEndpoint(url.host, url.port, tls, username, password)
+        return BrokerEndpoint(url.host, url.port, tls, username, password, url.websocket_path)
 
     @property
     def trusted_hosts(self) -> tuple[str, ...]:
@@ -394,7 +404,9 @@ class Settings(BaseSettings):
         """The broker address devices are given at provisioning (and the doctor compares)."""
         if self.device_broker_url:
             url = _parse_broker_url(self.device_broker_url)
-            return f"{'mqtts' if url.tls else 'mqtt'}://{url.host}:{url.port}"
+            return BrokerEndpoint(
+                url.host, url.port, url.tls, None, None, url.websocket_path
+            ).address
         return self.broker.address
 
     def effective_client_id(self, state_dir: Path = Path("data")) -> str:
@@ -427,25 +439,47 @@ class _ParsedUrl:
     tls: bool
     username: str | None
     password: str | None
+    websocket_path: str | None = None
+
+
+#: Broker URL schemes: (TLS, WebSockets, default port). WebSocket URLs default to the
+#: ports of RFC 6455 (80, 443); EMQX serves ``ws://host:8083/mqtt`` and
+#: ``wss://host:8084/mqtt``, so give the port.
+_SCHEMES = {
+    "mqtt": (False, False, 1883),
+    "tcp": (False, False, 1883),
+    "mqtts": (True, False, 8883),
+    "ssl": (True, False, 8883),
+    "ws": (False, True, 80),
+    "wss": (True, True, 443),
+}
+#: The path MQTT brokers (EMQX, Mosquitto's examples, HiveMQ, MQTT.js) serve WebSockets on.
+DEFAULT_WEBSOCKET_PATH = "/mqtt"
 
 
 def _parse_broker_url(value: str) -> _ParsedUrl:
     parts = urlsplit(value)
-    if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
-        raise ValueError(f"{_mask_url(value)!r} must start with mqtt:// or mqtts://")
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"{_mask_url(value)!r} must start with mqtt://, mqtts://, ws:// or wss://")
     if not parts.hostname:
         raise ValueError(f"{_mask_url(value)!r} has no host (expected mqtt://host:port)")
     try:
         port = parts.port
     except ValueError:
         raise ValueError(f"{_mask_url(value)!r} has a port outside 1-65535") from None
-    tls_scheme = parts.scheme in {"mqtts", "ssl"}
+    tls_scheme, websocket, default_port = _SCHEMES[parts.scheme]
     if port is None:
-        port = 8883 if tls_scheme else 1883
+        port = default_port
     if not 1 <= port <= 65535:
         raise ValueError(f"{_mask_url(value)!r} has a port outside 1-65535")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
+    if websocket:
+        path = (parts.path or DEFAULT_WEBSOCKET_PATH) + (f"?{parts.query}" if parts.query else "")
+        if any(ch.isspace() for ch in path):
+            raise ValueError(f"{_mask_url(value)!r}: the path must not contain spaces")
+        # The scheme alone decides TLS for WebSockets (wss://), as in browsers.
+        return _ParsedUrl(parts.hostname, port, tls_scheme, username, password, path)
     return _ParsedUrl(parts.hostname, port, tls_scheme or port in TLS_PORTS, username, password)
 
 

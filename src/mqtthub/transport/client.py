@@ -15,10 +15,13 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, NamedTuple
 
 import gmqtt
+from gmqtt.mqtt.connection import MQTTConnection
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from gmqtt.mqtt.protocol import MQTTProtocol
 
 from mqtthub.config import BrokerEndpoint, MqttVersion
 from mqtthub.errors import BrokerError, ConnectRefusedError
@@ -26,6 +29,7 @@ from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.base import LinkPhase, LinkState, MessageHandler
 from mqtthub.transport.history import ConnectionEvent, LinkEvent
+from mqtthub.transport.websocket import WebSocketUpgradeError, open_websocket
 
 log = logging.getLogger("mqtthub.mqtt")
 
@@ -56,10 +60,48 @@ class _NoConnackError(BrokerError):
 
 class ManagedClient(gmqtt.Client):  # type: ignore[misc]
     """A gmqtt client that never reconnects by itself: its owner (MqttTransport, a
-    simulated device) decides when."""
+    simulated device) decides when. With ``websocket_path`` it speaks MQTT over WebSockets
+    (``ws://``, or ``wss://`` with an SSL context), upgrading that HTTP path."""
+
+    def __init__(
+        self, client_id: str, *args: Any, websocket_path: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(client_id, *args, **kwargs)
+        self._websocket_path = websocket_path
 
     def _allow_reconnect(self) -> bool:
         return False
+
+    async def _create_connection(
+        self, host: str, port: int, ssl: Any, clean_session: bool, keepalive: int
+    ) -> MQTTConnection:
+        if self._websocket_path is None:
+            return await super()._create_connection(host, port, ssl, clean_session, keepalive)
+        # gmqtt's own steps before a connection (gmqtt.Client._create_connection), then
+        # the WebSocket adapter where gmqtt would call loop.create_connection.
+        self._exit_reconnecting_state()
+        self._package_handler.clear_topics_aliases()
+        self._connack_received.clear()
+        self._connection_lost.clear()
+        transport, protocol = await open_websocket(
+            partial(
+                MQTTProtocol,
+                connection_state=self._connection_state,
+                id_generator=self._package_handler.id_generator,
+            ),
+            host,
+            port,
+            path=self._websocket_path,
+            ssl_context=ssl or None,
+        )
+        return MQTTConnection(
+            transport,
+            protocol,
+            clean_session,
+            keepalive,
+            package_handler=self._package_handler,
+            logger=self._logger,
+        )
 
 
 class _Connection:
@@ -511,9 +553,10 @@ class MqttTransport:
 
     async def _attempt(self, version: int) -> _Connection:
         log.info(
-            "connecting to %s:%d (TLS: %s, %s) as %s",
+            "connecting to %s:%d%s (TLS: %s, %s) as %s",
             self.endpoint.host,
             self.endpoint.port,
+            _over_websocket(self.endpoint),
             "yes" if self._ssl else "no",
             PROTOCOL_NAMES[version],
             self.client_id,
@@ -583,6 +626,7 @@ class MqttTransport:
             optimistic_acknowledgement=False,
             will_message=will,
             logger=gmqtt_log,
+            websocket_path=self.endpoint.websocket_path,
             **properties,
         )
         if self.endpoint.username:
@@ -630,7 +674,14 @@ class MqttTransport:
                 log.info("subscribed to %s (granted QoS %d)", topic, code)
 
 
+def _over_websocket(endpoint: BrokerEndpoint) -> str:
+    path = endpoint.websocket_path
+    return "" if path is None else f" over WebSocket {path}"
+
+
 def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, WebSocketUpgradeError):
+        return "websocket_upgrade_failed"
     if isinstance(exc, ConnectionRefusedError):
         return "connection_refused"
     if isinstance(exc, TimeoutError):
