@@ -5,7 +5,8 @@ and the downlink's housekeeping (task expiry, command time-outs). The lock is he
 session of its own; when the leader's process dies its session ends, the server frees the
 lock and another worker takes it at its next attempt (every ``RETRY_S``). TCP keepalives
 on that session make the server notice a leader whose machine vanished without a FIN
-within about ``KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT`` seconds.
+within about ``KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT`` seconds (see
+``mqtthub.store.locks``; the server probes the other way with the same figures).
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy.engine import make_url
 
+from mqtthub.store import locks
+
 log = logging.getLogger("mqtthub.leader")
 RETRY_S = 2.0
-KEEPALIVE_IDLE_S = 4
-KEEPALIVE_INTERVAL_S = 2
-KEEPALIVE_COUNT = 2
-# Two-key advisory lock (namespace, key); store.database locks devices in namespace 28017.
-_LOCK = "(28018, 1)"
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -70,15 +68,19 @@ class Leadership:
                     autocommit=True,
                     connect_timeout=5,
                     keepalives=1,
-                    keepalives_idle=KEEPALIVE_IDLE_S,
-                    keepalives_interval=KEEPALIVE_INTERVAL_S,
-                    keepalives_count=KEEPALIVE_COUNT,
+                    keepalives_idle=locks.KEEPALIVE_IDLE_S,
+                    keepalives_interval=locks.KEEPALIVE_INTERVAL_S,
+                    keepalives_count=locks.KEEPALIVE_COUNT,
                     application_name="mqtthub-leader",
+                    # The server notices a vanished leader as fast as the leader notices it.
+                    options=locks.SERVER_KEEPALIVES,
                 )
             if self.leading:
                 self._session.execute("SELECT 1")
                 return True
-            row = self._session.execute(f"SELECT pg_try_advisory_lock{_LOCK}").fetchone()
+            row = self._session.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", locks.LEADER
+            ).fetchone()
             return bool(row and row[0])
         except psycopg.Error as exc:
             if self.leading:

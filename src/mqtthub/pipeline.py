@@ -135,7 +135,7 @@ class Parsed:
 
     raw: RawMessage
     result: Accepted | Rejected | None
-    info: Mapping[str, MetricInfo] = field(default_factory=dict)
+    info: Mapping[str, MetricInfo] | None = None  # None, not {}: no dict per message
     info_device: str | None = None
 
 

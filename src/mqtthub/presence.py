@@ -25,7 +25,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mqtthub.messages import Accepted, Kind, Status
@@ -103,7 +103,15 @@ class PresenceEngine:
         state = self.devices.get(device_id)
         if state is None:
             return None
-        return replace(state, intervals=deque(state.intervals, maxlen=state.intervals.maxlen))
+        return DeviceState(  # not dataclasses.replace: this runs once per device per batch
+            state.status,
+            state.last_activity,
+            state.heartbeat_timeout,
+            state.last_heartbeat,
+            deque(state.intervals, maxlen=state.intervals.maxlen),
+            state.learned_interval,
+            state.status_ts,
+        )
 
     def restore(self, snapshots: dict[str, DeviceState | None]) -> None:
         """Put devices back as :meth:`snapshot` saw them (a batch that was not stored)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -307,6 +308,10 @@ class Service:
         self._install_signal_handlers()
         url = f"http://{settings.http_host}:{settings.http_port}"
         log.info("serving the API at %s (OpenAPI docs at %s/docs)", url, url)
+        # Everything built so far (imported modules, settings, the loaded state) lives as
+        # long as the process: keep it out of the garbage collector's full collections,
+        # which otherwise traverse it every few seconds under load (docs/PERFORMANCE.md).
+        gc.freeze()
         supervisor = self.supervisor
         if self.leadership is not None:
             supervisor.start("leader", self.leadership.run())

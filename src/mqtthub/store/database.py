@@ -37,6 +37,7 @@ from mqtthub.messages import Reading, Status
 from mqtthub.pipeline import Batch, DeadLetter, DeviceUpdate
 from mqtthub.presence import DeviceState, Transition
 from mqtthub.profiles.base import MetricInfo
+from mqtthub.store import locks
 from mqtthub.store.errors import first_line, translated
 from mqtthub.store.samples import SampleWriter, has_sample
 from mqtthub.store.schema import (
@@ -104,7 +105,13 @@ class Store:
             engine = create_engine(url, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         elif parsed.get_backend_name() == "postgresql":
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=5,
+                connect_args={"options": locks.SERVER_KEEPALIVES},
+            )
         else:
             raise StoreError(f"MQTTHUB_DATABASE_URL: unsupported database {parsed.drivername}")
         store = cls(engine)
@@ -117,6 +124,10 @@ class Store:
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self.engine.begin() as connection:
+                if self.dialect == "postgresql":  # workers starting together migrate once
+                    connection.exec_driver_sql(
+                        "SELECT pg_advisory_xact_lock(%s, %s)", locks.MIGRATION
+                    )
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
@@ -336,9 +347,8 @@ _PRESENCE = select(
     devices.c.status_ts,
     devices.c.last_heartbeat,
 )
-# Namespace 28017 ("mq") of two-key advisory locks: (namespace, hash of a device id).
 _LOCK_DEVICES = (
-    "SELECT pg_advisory_xact_lock(28017, h)"
+    "SELECT pg_advisory_xact_lock(%s, h)"
     " FROM (SELECT DISTINCT hashtext(d) AS h FROM unnest(%s::text[]) AS d ORDER BY h) AS ids"
 )
 
@@ -347,7 +357,7 @@ def lock_devices(connection: Connection, device_ids: Sequence[str]) -> None:
     """Hold ``device_ids`` until ``connection``'s transaction ends (PostgreSQL: advisory
     locks taken in one order; SQLite has one writer at a time anyway)."""
     if device_ids and connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(_LOCK_DEVICES, (list(device_ids),))
+        connection.exec_driver_sql(_LOCK_DEVICES, (locks.DEVICES, list(device_ids)))
 
 
 def _presence_states(connection: Connection, query: Any) -> dict[str, DeviceState]:

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from mqtthub.retention import DAY, HOUR, MINUTE
+from mqtthub.store import locks
 
 MAX_SPAN = {"1h": DAY, "1d": 30 * DAY}  # most time one pass over the series rolls up
 
@@ -64,7 +65,7 @@ class RollupRun:
 def lock(connection: Connection) -> None:
     """Take the rollup lock until the transaction ends (see the module's docstring)."""
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(28018, 1)")
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)", locks.ROLLUPS)
 
 
 def get_state(connection: Connection, name: str) -> float | None:

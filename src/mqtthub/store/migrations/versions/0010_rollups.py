@@ -38,7 +38,7 @@ CREATE FUNCTION mqtthub_late_minutes() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   rolled double precision;
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(28018, 1);
+  PERFORM pg_advisory_xact_lock_shared(28019, 1);  -- mqtthub.store.locks.ROLLUPS
   SELECT value INTO rolled FROM rollup_state WHERE name = 'rolled:1h';
   IF rolled IS NOT NULL THEN
     INSERT INTO rollup_pending (device_id, metric, hour)
