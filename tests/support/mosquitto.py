@@ -95,12 +95,14 @@ class BrokerOptions(TypedDict, total=False):
 
     port: int | None
     tls: TlsFiles | None
+    require_certificate: bool
     users: Mapping[str, str] | None
     acl: str | None
     persistence: bool
     max_keepalive: int | None
     max_inflight_messages: int | None
     extra: str
+    listener_extra: str
     start_timeout: float
 
 
@@ -137,12 +139,14 @@ class MosquittoBroker:
         workdir: Path,
         port: int | None = None,
         tls: TlsFiles | None = None,
+        require_certificate: bool = False,
         users: Mapping[str, str] | None = None,
         acl: str | None = None,
         persistence: bool = False,
         max_keepalive: int | None = None,
         max_inflight_messages: int | None = None,
         extra: str = "",
+        listener_extra: str = "",
         start_timeout: float = 10.0,
     ) -> None:
         """Write the broker's configuration into ``workdir``.
@@ -151,6 +155,8 @@ class MosquittoBroker:
             workdir: Directory for config, password/ACL files, persistence and log (created).
             port: Listener port; a free port is picked when ``None``.
             tls: Serve MQTT over TLS with these files (clients need no certificate).
+            require_certificate: With ``tls``, require a client certificate signed by
+                ``tls.ca_file`` (mutual TLS; see :func:`support.certs.make_client_cert`).
             users: Only these username/password pairs may connect (``allow_anonymous false``).
                 When ``None``, anyone may connect anonymously.
             acl: Raw text of a Mosquitto ACL file (``user``/``topic``/``pattern`` lines).
@@ -158,13 +164,18 @@ class MosquittoBroker:
                 :meth:`stop`/:meth:`restart`.
             max_keepalive: Server keepalive; in Mosquitto 2.0 this only affects MQTT 5 clients.
             max_inflight_messages: Per-client QoS 1/2 in-flight limit.
-            extra: Raw configuration lines appended at the end of the file.
+            extra: Raw configuration lines for the global section (before the listener).
+            listener_extra: Raw configuration lines for the listener block (listener
+                options such as ``max_connections`` or ``tls_version``; placed globally
+                they would open a second, default listener on port 1883).
             start_timeout: Seconds :meth:`start` waits for the broker to accept connections.
         """
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = port if port is not None else free_port()
         self.tls = tls
+        self.listener_extra = listener_extra
+        self.require_certificate = require_certificate
         self.users = dict(users) if users is not None else None
         self.config_path = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
@@ -231,8 +242,10 @@ class MosquittoBroker:
                 f"cafile {self.tls.ca_file}",
                 f"certfile {self.tls.server_cert}",
                 f"keyfile {self.tls.server_key}",
-                "require_certificate false",
+                f"require_certificate {'true' if self.require_certificate else 'false'}",
             ]
+        if self.listener_extra:
+            listener.append(self.listener_extra)
         header = ["# Written by tests/support/mosquitto.py for one test."]
         self.config_path.write_text("\n".join([*header, *self._settings, *listener]) + "\n")
 

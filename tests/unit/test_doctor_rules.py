@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import trustme
 
 from mqtthub.config import load_settings
 from mqtthub.doctor import diagnose as rules
+from mqtthub.doctor import mtls
 from mqtthub.doctor.diagnose import (
     EXPIRY_WARNING_DAYS,
     Attempt,
@@ -36,6 +39,7 @@ from mqtthub.doctor.diagnose import (
     TrafficEvidence,
     UnmatchedTopic,
 )
+from mqtthub.doctor.mtls import ClientCertEvidence
 from mqtthub.doctor.run import load_config
 from mqtthub.errors import ConfigError
 
@@ -173,6 +177,54 @@ PROBABLE_MESSAGE = (
 )
 
 # --- every cause code, reached through its rule -----------------------------------------
+
+TLS_OK = rules.passed("tls", "certificate verified")
+CLIENT_CERT = ClientCertEvidence(
+    "/etc/mqtthub/client.crt",
+    "/etc/mqtthub/client.key",
+    "CN=dev1",
+    "CN=Device CA",
+    "2026-01-01T00:00:00+00:00",
+    "2027-01-01T00:00:00+00:00",
+    starts_in_days=-10.0,
+    days_left=100.0,
+    key_matches=True,
+    probed=True,
+)
+MTLS_CASES = [
+    pytest.param(
+        partial(mtls.check_client_cert, TLS_OK),
+        ClientCertEvidence(alert="TLSV13_ALERT_CERTIFICATE_REQUIRED", probed=True),
+        Outcome.FAIL,
+        Cause.CLIENT_CERT_REQUIRED,
+        "MQTTHUB_CLIENT_CERT",
+        id="client_cert_required",
+    ),
+    pytest.param(
+        partial(mtls.check_client_cert, TLS_OK),
+        replace(CLIENT_CERT, alert="TLSV1_ALERT_UNKNOWN_CA"),
+        Outcome.FAIL,
+        Cause.CLIENT_CERT_REJECTED,
+        "cafile",
+        id="client_cert_rejected",
+    ),
+    pytest.param(
+        mtls.check_client_cert_files,
+        replace(CLIENT_CERT, key_matches=False),
+        Outcome.FAIL,
+        Cause.CLIENT_CERT_KEY_MISMATCH,
+        "MQTTHUB_CLIENT_KEY",
+        id="client_cert_key_mismatch",
+    ),
+    pytest.param(
+        partial(mtls.check_client_cert, TLS_OK),
+        replace(CLIENT_CERT, days_left=-1.0, alert="SSLV3_ALERT_CERTIFICATE_EXPIRED"),
+        Outcome.FAIL,
+        Cause.CLIENT_CERT_EXPIRED,
+        "MQTTHUB_CLIENT_CERT",
+        id="client_cert_expired",
+    ),
+]
 
 Rule = Callable[[Any], Check]
 
@@ -402,6 +454,7 @@ CAUSE_CASES = [
         "MQTTHUB_TOPIC_PREFIX",
         id="pipeline_not_storing",
     ),
+    *MTLS_CASES,
 ]
 
 

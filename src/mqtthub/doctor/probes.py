@@ -16,12 +16,15 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import make_url
 
@@ -38,6 +41,7 @@ from mqtthub.doctor.diagnose import (
     TlsEvidence,
     TrafficEvidence,
 )
+from mqtthub.doctor.mtls import ClientCertEvidence
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.messages import subscriptions
 from mqtthub.profiles import PROFILE_NAMES, MqtthubProfile, Profiles
@@ -156,7 +160,11 @@ def _tls_handshake(
         if verifying:
             raise
         return True, None
-    except (ssl.SSLError, OSError):
+    except ssl.SSLError as exc:
+        # A TLS alert (e.g. TLS 1.2's handshake failure for a missing client certificate)
+        # means the port speaks TLS; the client certificate probe says what it was about.
+        return "_ALERT_" in str(exc.reason or ""), None
+    except OSError:
         return False, None
 
 
@@ -527,3 +535,84 @@ def traffic_evidence(
         unmatched_messages=messages,
         limits="; ".join(limits) or None,
     )
+
+
+# ---------------------------------------------------------------- client certificates
+
+#: How long to listen after a TLS 1.3 handshake for the broker's verdict on our client
+#: certificate (it verifies it after the handshake and sends an alert if it rejects it).
+CLIENT_CERT_VERDICT_S = 1.0
+
+
+def inspect_client_cert(cert_file: Path, key_file: Path | None) -> ClientCertEvidence:
+    """Read the client certificate and its key locally: dates, names, whether they match."""
+    key_path = key_file or cert_file
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        return ClientCertEvidence(str(cert_file), str(key_path), read_error=str(exc))
+    now = datetime.now(UTC)
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    matches = cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
+    return ClientCertEvidence(
+        str(cert_file),
+        str(key_path),
+        cert.subject.rfc4514_string(),
+        cert.issuer.rfc4514_string(),
+        cert.not_valid_before_utc.isoformat(),
+        cert.not_valid_after_utc.isoformat(),
+        starts_in_days=(cert.not_valid_before_utc - now).total_seconds() / 86400,
+        days_left=(cert.not_valid_after_utc - now).total_seconds() / 86400,
+        key_matches=matches,
+    )
+
+
+def client_cert_files(flags: dict[str, Any]) -> ClientCertEvidence | None:
+    """The configured client certificate read locally, without building a TLS context
+    (which refuses a key that does not match); None when none is configured."""
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError:
+        return None
+    if settings.client_cert is None:
+        return None
+    return inspect_client_cert(settings.client_cert, settings.client_key)
+
+
+async def probe_client_cert(settings: Settings) -> ClientCertEvidence:
+    """The client certificate as the files say, and the broker's verdict on it (or on
+    its absence): the TLS alert it sends during or right after the handshake."""
+    local = (
+        inspect_client_cert(settings.client_cert, settings.client_key)
+        if settings.client_cert
+        else ClientCertEvidence()
+    )
+    alert = await asyncio.to_thread(_broker_verdict, settings.broker, build_ssl_context(settings))
+    return replace(local, alert=alert, probed=True)
+
+
+def _broker_verdict(endpoint: BrokerEndpoint, context: ssl.SSLContext) -> str | None:
+    """The TLS alert the broker sends us (OpenSSL's name), if any within the wait.
+
+    Nothing is sent: on TLS 1.3 the alert about a client certificate follows the
+    handshake, and writing first could make the closing broker reset the connection
+    before we read it.
+    """
+    try:
+        with (
+            socket.create_connection((endpoint.host, endpoint.port), NETWORK_TIMEOUT_S) as sock,
+            context.wrap_socket(sock, server_hostname=endpoint.host) as tls,
+        ):
+            tls.settimeout(CLIENT_CERT_VERDICT_S)
+            with contextlib.suppress(TimeoutError):
+                tls.recv(1)
+    except ssl.SSLCertVerificationError:
+        return None  # the broker's own certificate: the tls check has said so
+    except ssl.SSLError as exc:
+        reason = str(exc.reason or "")
+        return reason if "_ALERT_" in reason else None
+    except OSError:
+        return None
+    return None

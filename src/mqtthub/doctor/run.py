@@ -8,7 +8,7 @@ from typing import Any
 
 from mqtthub.config import TLS_PORTS, Settings, load_settings
 from mqtthub.doctor import diagnose as rules
-from mqtthub.doctor import probes
+from mqtthub.doctor import mtls, probes
 from mqtthub.doctor.diagnose import Check, ConfigEvidence, Outcome
 from mqtthub.errors import ConfigError
 
@@ -85,6 +85,7 @@ async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[lis
     settings, config = load_config(flags)
     checks = [rules.check_config(config)]
     if settings is None:
+        checks[0] = _client_cert_config(flags, config) or checks[0]
         return _finish(checks, options, "config"), "configuration"
     target = settings.broker.display()
     network = await probes.probe_network(settings.broker)
@@ -93,6 +94,7 @@ async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[lis
         if check.status is Outcome.FAIL:
             return _finish(checks, options, check.id), target
     checks.append(rules.check_tls(await probes.probe_tls(settings.broker, settings)))
+    checks[-1] = await _client_cert_tls(settings, checks[-1])
     if checks[-1].status is Outcome.FAIL:
         return _finish(checks, options, "tls"), target
     broker_checks = await _broker_checks(settings, options)
@@ -140,6 +142,21 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
         return checks
     finally:
         await probe.close()
+
+
+def _client_cert_config(flags: dict[str, Any], config: ConfigEvidence) -> Check | None:
+    """A client certificate and key that do not match: its own cause, found locally."""
+    if "MQTTHUB_CLIENT_CERT" not in (config.error or ""):
+        return None
+    files = probes.client_cert_files(flags)
+    return mtls.check_client_cert_files(files) if files else None
+
+
+async def _client_cert_tls(settings: Settings, tls: Check) -> Check:
+    """The broker's verdict on our client certificate (or its absence) refines ``tls``."""
+    if not settings.broker.tls or tls.status is Outcome.FAIL:
+        return tls
+    return mtls.check_client_cert(tls, await probes.probe_client_cert(settings))
 
 
 def _borrowed(evidence: rules.StabilityEvidence, borrowed: bool) -> rules.StabilityEvidence:

@@ -92,3 +92,58 @@ def describe_disconnect(reason: str, client_id: str) -> str:
         "server_shutting_down": "the broker is shutting down",
         "session_taken_over": f"another client took over the session of {client_id}",
     }.get(reason, f"the broker disconnected us: {reason}")
+
+
+# TLS alerts a broker sends about our client certificate, by OpenSSL's reason name
+# (``ssl.SSLError.reason``). The broker verifies the certificate during the handshake on
+# TLS 1.2 and right after it on TLS 1.3, so the alert may arrive on the first read.
+CLIENT_CERT_ALERTS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "client_cert_required",
+    "TLSV1_ALERT_UNKNOWN_CA": "client_cert_rejected",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "client_cert_rejected",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "client_cert_rejected",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "client_cert_rejected",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "client_cert_rejected",
+    "TLSV1_ALERT_ACCESS_DENIED": "client_cert_rejected",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "client_cert_expired",
+}
+#: TLS 1.2 has no "certificate required" alert: a broker that wants a certificate and
+#: gets none fails the handshake with this one.
+HANDSHAKE_FAILURE_ALERT = "SSLV3_ALERT_HANDSHAKE_FAILURE"
+
+
+def client_cert_alert(alert: str | None, *, sent_cert: bool) -> str | None:
+    """Name a TLS alert from the broker that is about our client certificate.
+
+    Args:
+        alert: OpenSSL's reason, e.g. ``TLSV1_ALERT_UNKNOWN_CA`` (None: no alert).
+        sent_cert: whether a client certificate was configured (and so sent).
+
+    Returns:
+        ``client_cert_required``, ``client_cert_rejected``, ``client_cert_expired``, or
+        None when the alert says nothing about a client certificate.
+    """
+    if alert is None:
+        return None
+    if alert == HANDSHAKE_FAILURE_ALERT and not sent_cert:
+        return "client_cert_required"
+    return CLIENT_CERT_ALERTS.get(alert)
+
+
+def alert_words(alert: str) -> str:
+    """``TLSV1_ALERT_UNKNOWN_CA`` -> ``unknown ca`` (the alert as OpenSSL prints it)."""
+    return alert.split("_ALERT_", 1)[-1].replace("_", " ").lower()
+
+
+def describe_client_cert_alert(reason: str, alert: str) -> str:
+    """A sentence for the log about a broker's verdict on our client certificate."""
+    heard = f"TLS alert '{alert_words(alert)}'"
+    return {
+        "client_cert_required": f"the broker requires a client certificate and none was sent "
+        f"({heard}); set MQTTHUB_CLIENT_CERT and MQTTHUB_CLIENT_KEY",
+        "client_cert_rejected": f"the broker rejected the client certificate ({heard}): it is "
+        "not signed by a CA the broker trusts for clients; use a certificate issued by the "
+        "broker's client CA in MQTTHUB_CLIENT_CERT/MQTTHUB_CLIENT_KEY",
+        "client_cert_expired": f"the broker rejected the client certificate as expired "
+        f"({heard}); renew the certificate in MQTTHUB_CLIENT_CERT",
+    }.get(reason, f"the broker ended the TLS handshake ({heard})")
