@@ -176,6 +176,6 @@ def check_client_cert(tls: Check, evidence: ClientCertEvidence) -> Check:
             "renew the client certificate (MQTTHUB_CLIENT_CERT/MQTTHUB_CLIENT_KEY)",
         )
     if sent and tls.status is Outcome.PASS:
-        accepted = "accepted by the broker" if evidence.probed else "sent"
-        return Check("tls", Outcome.PASS, None, f"{tls.detail}; {_describe(evidence)} {accepted}")
+        verdict = "accepted by the broker" if evidence.probed else "sent"
+        return Check("tls", Outcome.PASS, None, f"{tls.detail}; {_describe(evidence)} {verdict}")
     return tls
