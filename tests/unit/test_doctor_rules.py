@@ -21,7 +21,7 @@ import trustme
 
 from mqtthub.config import load_settings
 from mqtthub.doctor import diagnose as rules
-from mqtthub.doctor import mtls
+from mqtthub.doctor import limits, mtls
 from mqtthub.doctor.diagnose import (
     EXPIRY_WARNING_DAYS,
     Attempt,
@@ -223,6 +223,22 @@ MTLS_CASES = [
         Cause.CLIENT_CERT_EXPIRED,
         "MQTTHUB_CLIENT_CERT",
         id="client_cert_expired",
+    ),
+    pytest.param(
+        partial(limits.check_accept, rules.passed("tcp", "open")),
+        limits.AcceptEvidence("mqtt://broker.example:1883", closed_on_accept=True),
+        Outcome.FAIL,
+        Cause.TOO_MANY_CONNECTIONS,
+        "max_connections",
+        id="too_many_connections",
+    ),
+    pytest.param(
+        partial(limits.check_payload, rules.passed("publish", "published")),
+        limits.PayloadEvidence(65536, False, "MQTT 5", 0x95, delivered=False),
+        Outcome.WARN,
+        Cause.PACKET_TOO_LARGE,
+        "message_size_limit",
+        id="packet_too_large",
     ),
 ]
 

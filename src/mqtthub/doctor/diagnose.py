@@ -54,11 +54,13 @@ class Cause(StrEnum):
     PROFILE_NOT_ENABLED = "profile_not_enabled"
     TOPIC_PREFIX_MISMATCH = "topic_prefix_mismatch"
     UNMATCHED_TOPICS = "unmatched_topics"
-    # Client certificates (rules in doctor/mtls.py).
+    # Client certificates (rules in doctor/mtls.py) and broker limits (doctor/limits.py).
     CLIENT_CERT_REQUIRED = "client_cert_required"
     CLIENT_CERT_REJECTED = "client_cert_rejected"
     CLIENT_CERT_KEY_MISMATCH = "client_cert_key_mismatch"
     CLIENT_CERT_EXPIRED = "client_cert_expired"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    PACKET_TOO_LARGE = "packet_too_large"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from mqtthub.doctor.diagnose import (
     TlsEvidence,
     TrafficEvidence,
 )
+from mqtthub.doctor.limits import AcceptEvidence, PayloadEvidence
 from mqtthub.doctor.mtls import ClientCertEvidence
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.messages import subscriptions
@@ -616,3 +617,70 @@ def _broker_verdict(endpoint: BrokerEndpoint, context: ssl.SSLContext) -> str | 
     except OSError:
         return None
     return None
+
+
+# ---------------------------------------------------------------- broker limits
+
+#: How long a new TCP connection waits for a broker at its connection limit to close it.
+ACCEPT_CLOSE_S = 0.3
+
+
+async def probe_accept(endpoint: BrokerEndpoint) -> AcceptEvidence:
+    """Open a TCP connection, say nothing, and see whether the broker closes it at once."""
+    closed = False
+    try:
+        async with asyncio.timeout(NETWORK_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+    except (OSError, TimeoutError):
+        return AcceptEvidence(endpoint.address, False)
+    try:
+        async with asyncio.timeout(ACCEPT_CLOSE_S):
+            closed = await reader.read(1) == b""
+    except (TimeoutError, OSError) as exc:
+        closed = isinstance(exc, ConnectionResetError)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return AcceptEvidence(endpoint.address, closed)
+
+
+def connack_properties(session: MqttSession) -> dict[str, Any]:
+    """The MQTT 5 CONNACK's properties ({} on 3.1.1), first values only."""
+    connection = getattr(session, "_connection", None)
+    handler = getattr(getattr(connection, "client", None), "_package_handler", None)
+    found = getattr(handler, "_connack_properties", None) or {}
+    return {name: values[0] for name, values in found.items() if values}
+
+
+async def probe_payload(probe: Probe, size: int, explicit: bool) -> PayloadEvidence | None:
+    """Publish a probe of ``size`` bytes on the heartbeat topic and await it; None when
+    the probe's connection is gone."""
+    session = probe.session
+    if session is None or session.lost.is_set():
+        return None
+    properties = connack_properties(session)
+    topic = f"{probe.settings.topic_prefix}/{DOCTOR_DEVICE}/heartbeat"
+    nonce = secrets.token_hex(8)
+    head = json.dumps({"doctor_probe": nonce, "pad": ""}).encode()
+    payload = head[:-2] + b"x" * max(0, size - len(head)) + b'"}'
+    code: int | None = None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+            code = await session.publish(topic, payload)
+    delivered = False
+    if not session.lost.is_set():
+        delivered, _version = await probe._await_probe(topic, nonce.encode())
+    lost_reason = getattr(getattr(session, "_connection", None), "lost_reason", None)
+    return PayloadEvidence(
+        len(payload),
+        explicit,
+        session.protocol,
+        code if session.protocol == "MQTT 5" else None,
+        delivered,
+        lost_reason,
+        session.lost.is_set(),
+        properties.get("maximum_packet_size"),
+        properties.get("receive_maximum"),
+        properties.get("server_keep_alive"),
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from mqtthub.config import TLS_PORTS, Settings, load_settings
 from mqtthub.doctor import diagnose as rules
-from mqtthub.doctor import mtls, probes
+from mqtthub.doctor import limits, mtls, probes
 from mqtthub.doctor.diagnose import Check, ConfigEvidence, Outcome
 from mqtthub.errors import ConfigError
 
@@ -39,6 +39,7 @@ class DoctorOptions:
     client_id: str | None = None
     expect_traffic: float | None = None
     api: str | None = None
+    payload_size: int | None = None  # None: MQTTHUB_MAX_PAYLOAD, as a warning only
 
 
 def load_config(flags: dict[str, Any]) -> tuple[Settings | None, ConfigEvidence]:
@@ -93,6 +94,10 @@ async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[lis
         checks.append(check)
         if check.status is Outcome.FAIL:
             return _finish(checks, options, check.id), target
+    tcp = limits.check_accept(checks[-1], await probes.probe_accept(settings.broker))
+    checks[-1] = tcp
+    if tcp.status is Outcome.FAIL:
+        return _finish(checks, options, "tcp"), target
     checks.append(rules.check_tls(await probes.probe_tls(settings.broker, settings)))
     checks[-1] = await _client_cert_tls(settings, checks[-1])
     if checks[-1].status is Outcome.FAIL:
@@ -114,7 +119,7 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
     try:
         connect = await probe.connect()
         if probe.session is None:
-            return [rules.check_connect(connect)]
+            return [limits.check_connect_limit(rules.check_connect(connect), connect)]
         delivery, version = await probe.delivery()
         connect = rules.ConnectEvidence(
             connect.attempts,
@@ -139,9 +144,20 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
         if options.api:
             token = settings.api_token.get_secret_value() if settings.api_token else None
             checks.append(rules.check_pipeline(await probe.pipeline(options.api, token)))
+        if delivery.delivered:
+            checks[2] = await _payload_check(probe, settings, options, checks[2])
         return checks
     finally:
         await probe.close()
+
+
+async def _payload_check(
+    probe: probes.Probe, settings: Settings, options: DoctorOptions, publish: Check
+) -> Check:
+    """A probe of the size devices send (last: a broker may drop us for it)."""
+    size = options.payload_size or settings.max_payload
+    evidence = await probes.probe_payload(probe, size, options.payload_size is not None)
+    return publish if evidence is None else limits.check_payload(publish, evidence)
 
 
 def _client_cert_config(flags: dict[str, Any], config: ConfigEvidence) -> Check | None:
