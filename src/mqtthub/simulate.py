@@ -153,7 +153,12 @@ class _Device:
         config, endpoint = self.fleet.config, self.fleet.config.endpoint
         last_will = self.firmware.will(self.device_id)
         will = gmqtt.Message(last_will.topic, last_will.payload, qos=1, retain=last_will.retain)
-        client = ManagedClient(self.client_id, will_message=will, logger=_GMQTT_LOG)
+        client = ManagedClient(
+            self.client_id,
+            will_message=will,
+            logger=_GMQTT_LOG,
+            websocket_path=endpoint.websocket_path,
+        )
         if self.username:
             client.set_auth_credentials(self.username, self.password)
         link = _Link(client, self.wake)
@@ -314,7 +319,9 @@ _POSITIVE, _FRACTION, _COUNT = click.FloatRange(min=0.01), click.FloatRange(0, 1
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 100})
-@click.option("--broker-url", metavar="URL", help="mqtt[s]://[user:pass@]host:port (see above)")
+@click.option(
+    "--broker-url", metavar="URL", help="mqtt[s]://[user:pass@]host:port or ws[s]://host:port/path"
+)
 @click.option("--ca-file", metavar="PATH", help="CA that signs the broker's certificate (mqtts).")
 @click.option("--devices", type=click.IntRange(min=1), default=10, help="Fleet size.")
 @click.option("--sensor-interval", type=_POSITIVE, default=5.0, help="Seconds, ±10% jitter.")
@@ -362,7 +369,8 @@ def simulate(**options: Any) -> None:
 
     The broker URL defaults to MQTTHUB_BROKER_URL, else mqtt://127.0.0.1:1883;
     mqtts:// turns TLS on (with MQTTHUB_CA_FILE, MQTTHUB_CLIENT_CERT/_KEY,
-    MQTTHUB_TLS_INSECURE). Credentials: user:pass@ in the URL,
+    MQTTHUB_TLS_INSECURE); ws://host:port/mqtt and wss:// (the same TLS settings)
+    speak MQTT over WebSockets. Credentials: user:pass@ in the URL,
     MQTTHUB_USERNAME/_PASSWORD, or the templates ({device_id} is replaced; without
     it, one user for all devices). Keepalive and reconnect backoff:
     MQTTHUB_KEEPALIVE, MQTTHUB_RECONNECT_BASE/_CAP.

@@ -41,6 +41,12 @@ from mqtthub.doctor.diagnose import (
 )
 from mqtthub.doctor.mtls import ClientCertEvidence
 from mqtthub.doctor.run import load_config
+from mqtthub.doctor.websocket_rules import (
+    UpgradeAnswer,
+    WebSocketEvidence,
+    check_websocket,
+    websocket_tls,
+)
 from mqtthub.errors import ConfigError
 
 V5 = "MQTT 5"
@@ -191,6 +197,75 @@ CLIENT_CERT = ClientCertEvidence(
     key_matches=True,
     probed=True,
 )
+
+
+def _ws(answer: UpgradeAnswer, *others: UpgradeAnswer) -> WebSocketEvidence:
+    return WebSocketEvidence("ws://broker.example:8083/wrong", answer, others)
+
+
+def _ws_tls(evidence: TlsEvidence) -> Check:
+    return websocket_tls(rules.check_tls(evidence))
+
+
+_MQTT_PATH = UpgradeAnswer("/mqtt", "upgraded", 101, subprotocol="mqtt")
+WEBSOCKET_CASES = [
+    pytest.param(
+        _ws_tls,
+        TlsEvidence(configured=False, offered=True),
+        Outcome.FAIL,
+        Cause.WS_TLS_EXPECTED,
+        "wss://",
+        id="ws_tls_expected",
+    ),
+    pytest.param(
+        _ws_tls,
+        TlsEvidence(configured=True, offered=False),
+        Outcome.FAIL,
+        Cause.WS_TLS_NOT_OFFERED,
+        "ws://",
+        id="ws_tls_not_offered",
+    ),
+    pytest.param(
+        check_websocket,
+        _ws(UpgradeAnswer("/mqtt", "not_http", detail="closed")),
+        Outcome.FAIL,
+        Cause.WS_NOT_HTTP,
+        "mqtt://",
+        id="ws_not_http",
+    ),
+    pytest.param(
+        check_websocket,
+        _ws(UpgradeAnswer("/wrong", "status", 404), _MQTT_PATH),
+        Outcome.FAIL,
+        Cause.WS_PATH_NOT_FOUND,
+        "ws://broker.example:8083/mqtt",
+        id="ws_path_not_found",
+    ),
+    pytest.param(
+        check_websocket,
+        _ws(UpgradeAnswer("/mqtt", "no_subprotocol", 101)),
+        Outcome.FAIL,
+        Cause.WS_NO_MQTT_SUBPROTOCOL,
+        "Sec-WebSocket-Protocol",
+        id="ws_no_mqtt_subprotocol",
+    ),
+    pytest.param(
+        check_websocket,
+        _ws(UpgradeAnswer("/mqtt", "status", 200, "nginx")),
+        Outcome.FAIL,
+        Cause.WS_NOT_WEBSOCKET_SERVER,
+        "8083",
+        id="ws_not_websocket_server",
+    ),
+    pytest.param(
+        check_websocket,
+        _ws(UpgradeAnswer("/mqtt", "status", 403, "nginx")),
+        Outcome.FAIL,
+        Cause.WS_UPGRADE_REFUSED,
+        "proxy",
+        id="ws_upgrade_refused",
+    ),
+]
 MTLS_CASES = [
     pytest.param(
         partial(mtls.check_client_cert, TLS_OK),
@@ -471,6 +546,7 @@ CAUSE_CASES = [
         id="pipeline_not_storing",
     ),
     *MTLS_CASES,
+    *WEBSOCKET_CASES,
 ]
 
 

@@ -54,6 +54,14 @@ class Cause(StrEnum):
     PROFILE_NOT_ENABLED = "profile_not_enabled"
     TOPIC_PREFIX_MISMATCH = "topic_prefix_mismatch"
     UNMATCHED_TOPICS = "unmatched_topics"
+    # MQTT over WebSockets: the HTTP upgrade layer (rules in doctor/websocket_rules.py).
+    WS_TLS_EXPECTED = "ws_tls_expected"
+    WS_TLS_NOT_OFFERED = "ws_tls_not_offered"
+    WS_NOT_HTTP = "ws_not_http"
+    WS_NOT_WEBSOCKET_SERVER = "ws_not_websocket_server"
+    WS_PATH_NOT_FOUND = "ws_path_not_found"
+    WS_UPGRADE_REFUSED = "ws_upgrade_refused"
+    WS_NO_MQTT_SUBPROTOCOL = "ws_no_mqtt_subprotocol"
     # Client certificates (rules in doctor/mtls.py) and broker limits (doctor/limits.py).
     CLIENT_CERT_REQUIRED = "client_cert_required"
     CLIENT_CERT_REJECTED = "client_cert_rejected"

@@ -8,7 +8,7 @@ from typing import Any
 
 from mqtthub.config import TLS_PORTS, Settings, load_settings
 from mqtthub.doctor import diagnose as rules
-from mqtthub.doctor import limits, mtls, probes
+from mqtthub.doctor import limits, mtls, probes, websocket
 from mqtthub.doctor.diagnose import Check, ConfigEvidence, Outcome
 from mqtthub.errors import ConfigError
 
@@ -17,6 +17,7 @@ ORDER = (
     "dns",
     "tcp",
     "tls",
+    "websocket",  # ws:// and wss:// URLs only (doctor/websocket.py)
     "mqtt_connect",
     "subscribe",
     "publish",
@@ -99,9 +100,14 @@ async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[lis
     if tcp.status is Outcome.FAIL:
         return _finish(checks, options, "tcp"), target
     checks.append(rules.check_tls(await probes.probe_tls(settings.broker, settings)))
+    checks[-1] = websocket.tls_check(settings, checks[-1])
     checks[-1] = await _client_cert_tls(settings, checks[-1])
     if checks[-1].status is Outcome.FAIL:
         return _finish(checks, options, "tls"), target
+    if (upgrade := await websocket.upgrade_check(settings)) is not None:
+        checks.append(upgrade)
+        if upgrade.status is Outcome.FAIL:
+            return _finish(checks, options, upgrade.id), target
     broker_checks = await _broker_checks(settings, options)
     checks += broker_checks
     if broker_checks[0].status is Outcome.FAIL:
@@ -190,7 +196,7 @@ def _finish(checks: list[Check], options: DoctorOptions, failed_at: str | None) 
     """Add skipped checks for what did not run, and sort into report order."""
     done = {check.id for check in checks}
     for check_id in ORDER:
-        if check_id in done:
+        if check_id in done or check_id == websocket.CHECK_ID:  # only for ws:// URLs
             continue
         if failed_at is not None:
             checks.append(rules.skipped(check_id, f"skipped: {failed_at} failed"))

@@ -29,6 +29,7 @@ from websockets.uri import parse_uri
 from mqtthub.errors import BrokerError
 
 MQTT_SUBPROTOCOL = Subprotocol("mqtt")
+_HEAD_BYTES = 4096
 
 
 class WebSocketUpgradeError(BrokerError):
@@ -134,6 +135,7 @@ class _WebSocketStream(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closing = False
         self._connected = False  # the MQTT protocol has been given its transport
+        self._head = bytearray()  # the start of the answer, to name a non-HTTP/1.1 one
 
     # ------------------------------------------------------------ the TCP/TLS side
 
@@ -144,6 +146,8 @@ class _WebSocketStream(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if not self.opened.done() and len(self._head) < _HEAD_BYTES:
+            self._head += data[: _HEAD_BYTES - len(self._head)]
         self._ws.receive_data(data)
         self._take_events()
 
@@ -180,12 +184,8 @@ class _WebSocketStream(asyncio.Protocol):
             elif isinstance(event, Frame):
                 self._frame(event)
         exc = self._ws.handshake_exc
-        if exc is not None and not self.opened.done():  # no HTTP response could be parsed
-            self.opened.set_exception(
-                WebSocketUpgradeError(
-                    "not_http", f"the server did not answer the WebSocket upgrade with HTTP ({exc})"
-                )
-            )
+        if exc is not None and not self.opened.done():  # no HTTP/1.1 response could be parsed
+            self.opened.set_exception(_unparsed_answer(bytes(self._head), exc))
         self._flush()
         if self._ws.state is State.CLOSED and self._raw is not None:
             self._raw.close()
@@ -270,7 +270,7 @@ def _upgrade_error(
     exc: Exception | None, response: Response, subprotocol: str | None
 ) -> WebSocketUpgradeError | None:
     """Why the upgrade ``response`` is not an MQTT WebSocket, or None."""
-    server = response.headers.get("Server")
+    server = ", ".join(response.headers.get_all("Server")) or None
     status = response.status_code
     if isinstance(exc, InvalidStatus) or status != 101:
         reason = response.reason_phrase or ""
@@ -295,6 +295,34 @@ def _upgrade_error(
             subprotocol=subprotocol,
         )
     return None
+
+
+def _unparsed_answer(head: bytes, exc: Exception) -> WebSocketUpgradeError:
+    """An answer websockets' HTTP/1.1 parser refused: HTTP/1.0 (Python's http.server,
+    some proxies) still has a status and a Server header; anything else is not HTTP."""
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status_line = lines[0].split(" ", 2)
+    if len(status_line) >= 2 and status_line[0].startswith("HTTP/") and status_line[1].isdigit():
+        status = int(status_line[1])
+        server = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines[1:]
+                if line.lower().startswith("server:")
+            ),
+            None,
+        )
+        reason = status_line[2] if len(status_line) > 2 else ""
+        return WebSocketUpgradeError(
+            "status",
+            f"the server answered the WebSocket upgrade with {status_line[0]} {status} "
+            f"{reason}".rstrip(),
+            status=status,
+            server=server,
+        )
+    return WebSocketUpgradeError(
+        "not_http", f"the server did not answer the WebSocket upgrade with HTTP ({exc})"
+    )
 
 
 async def open_websocket(
