@@ -153,12 +153,30 @@ def serve(**flags: Any) -> None:
     help="Also publish a probe reading and check that the service at URL (e.g. "
     "http://127.0.0.1:8000) stored it; uses MQTTHUB_API_TOKEN when set.",
 )
+@click.option(
+    "--payload-size",
+    type=click.IntRange(min=1, max=268435455),
+    metavar="BYTES",
+    help="Publish a probe of this size (the largest payload devices send) and fail with "
+    "packet_too_large if the broker refuses or drops it; default: MQTTHUB_MAX_PAYLOAD, "
+    "as a warning.",
+)
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Repeat the checks (and the soak) every SECONDS: the whole checklist first, then "
+    "only the checks whose status or cause changed; exit 1 at the first failure (for a "
+    "cron job or a systemd timer).",
+)
 def doctor(
     as_json: bool,
     soak: float | None,
     soak_client_id: str | None,
     expect_traffic: float | None,
     api: str | None,
+    payload_size: int | None,
+    watch: float | None,
     **flags: Any,
 ) -> None:
     """Find the cause of an MQTT connection problem and say how to fix it.
@@ -175,7 +193,19 @@ def doctor(
     from mqtthub.doctor.run import DoctorOptions, run_doctor
 
     logging.basicConfig(level=logging.CRITICAL)
-    options = DoctorOptions(soak, soak_client_id, expect_traffic, api)
+    options = DoctorOptions(soak, soak_client_id, expect_traffic, api, payload_size)
+    if watch is not None:
+        from mqtthub.doctor.watch import watch as watch_doctor
+
+        def emit(text: str) -> None:
+            click.echo(text)
+            sys.stdout.flush()
+
+        rounds = watch_doctor(lambda: run_doctor(flags, options), watch, emit, as_json=as_json)
+        try:
+            sys.exit(asyncio.run(rounds))
+        except KeyboardInterrupt:
+            sys.exit(0)
     checks, target = asyncio.run(run_doctor(flags, options))
     click.echo(render_json(checks) if as_json else as_text(checks, target=target))
     sys.exit(1 if failed(checks) else 0)
