@@ -17,7 +17,6 @@ ORDER = (
     "dns",
     "tcp",
     "tls",
-    "websocket",  # ws:// and wss:// URLs only (doctor/websocket.py)
     "mqtt_connect",
     "subscribe",
     "publish",
@@ -196,13 +195,20 @@ def _finish(checks: list[Check], options: DoctorOptions, failed_at: str | None) 
     """Add skipped checks for what did not run, and sort into report order."""
     done = {check.id for check in checks}
     for check_id in ORDER:
-        if check_id in done or check_id == websocket.CHECK_ID:  # only for ws:// URLs
+        if check_id in done:
             continue
         if failed_at is not None:
             checks.append(rules.skipped(check_id, f"skipped: {failed_at} failed"))
         elif check_id in OPTIONAL and not _requested(check_id, options):
             checks.append(rules.skipped(check_id, OPTIONAL[check_id]))
-    return sorted(checks, key=lambda check: ORDER.index(check.id))
+    return sorted(checks, key=_position)
+
+
+def _position(check: Check) -> float:
+    """Report order; the websocket check (ws:// and wss:// URLs only) right after tls."""
+    if check.id == websocket.CHECK_ID:
+        return ORDER.index("tls") + 0.5
+    return ORDER.index(check.id)
 
 
 def _requested(check_id: str, options: DoctorOptions) -> bool:
