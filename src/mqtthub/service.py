@@ -238,6 +238,7 @@ class Service:
             ),
             on_event=self._on_connection_event,
             mqtt_version=settings.mqtt_version,
+            client_cert=settings.client_cert is not None,
         )
         self.downlink = Downlink(
             execute_write=writer.execute_write,

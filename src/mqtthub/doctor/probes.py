@@ -53,6 +53,7 @@ from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import PROTOCOL_NAMES, Ack, MqttSession, MqttTransport
 from mqtthub.transport.history import ConnectionEvent, ConnectionHistory, LinkEvent
 from mqtthub.transport.reasons import SUBACK_FAILURE
+from mqtthub.transport.tls_alert import broker_tls_alert
 
 NETWORK_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 4.0
@@ -540,10 +541,6 @@ def traffic_evidence(
 
 # ---------------------------------------------------------------- client certificates
 
-#: How long to listen after a TLS 1.3 handshake for the broker's verdict on our client
-#: certificate (it verifies it after the handshake and sends an alert if it rejects it).
-CLIENT_CERT_VERDICT_S = 1.0
-
 
 def inspect_client_cert(cert_file: Path, key_file: Path | None) -> ClientCertEvidence:
     """Read the client certificate and its key locally: dates, names, whether they match."""
@@ -590,33 +587,8 @@ async def probe_client_cert(settings: Settings) -> ClientCertEvidence:
         if settings.client_cert
         else ClientCertEvidence()
     )
-    alert = await asyncio.to_thread(_broker_verdict, settings.broker, build_ssl_context(settings))
+    alert = await asyncio.to_thread(broker_tls_alert, settings.broker, build_ssl_context(settings))
     return replace(local, alert=alert, probed=True)
-
-
-def _broker_verdict(endpoint: BrokerEndpoint, context: ssl.SSLContext) -> str | None:
-    """The TLS alert the broker sends us (OpenSSL's name), if any within the wait.
-
-    Nothing is sent: on TLS 1.3 the alert about a client certificate follows the
-    handshake, and writing first could make the closing broker reset the connection
-    before we read it.
-    """
-    try:
-        with (
-            socket.create_connection((endpoint.host, endpoint.port), NETWORK_TIMEOUT_S) as sock,
-            context.wrap_socket(sock, server_hostname=endpoint.host) as tls,
-        ):
-            tls.settimeout(CLIENT_CERT_VERDICT_S)
-            with contextlib.suppress(TimeoutError):
-                tls.recv(1)
-    except ssl.SSLCertVerificationError:
-        return None  # the broker's own certificate: the tls check has said so
-    except ssl.SSLError as exc:
-        reason = str(exc.reason or "")
-        return reason if "_ALERT_" in reason else None
-    except OSError:
-        return None
-    return None
 
 
 # ---------------------------------------------------------------- broker limits

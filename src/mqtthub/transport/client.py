@@ -29,6 +29,7 @@ from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.base import LinkPhase, LinkState, MessageHandler
 from mqtthub.transport.history import ConnectionEvent, LinkEvent
+from mqtthub.transport.tls_alert import broker_tls_alert
 from mqtthub.transport.websocket import WebSocketUpgradeError, open_websocket
 
 log = logging.getLogger("mqtthub.mqtt")
@@ -52,6 +53,16 @@ class Ack(NamedTuple):
 
     connection: _Connection
     packet_id: int
+
+
+class ClientCertRefusedError(BrokerError):
+    """The broker refused our client certificate (or wants one): ``reason`` is the cause
+    code (``client_cert_required``, ``client_cert_rejected``, ``client_cert_expired``)."""
+
+    def __init__(self, reason: str, sentence: str) -> None:
+        """Keep the cause code; the message is the sentence for the log."""
+        super().__init__(sentence)
+        self.reason = reason
 
 
 class _NoConnackError(BrokerError):
@@ -339,6 +350,7 @@ class MqttTransport:
         on_event: EventHandler | None = None,
         mqtt_version: MqttVersion = MqttVersion.AUTO,
         will: tuple[str, bytes] | None = None,
+        client_cert: bool = False,
         on_subscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Configure the transport; nothing connects until :meth:`run`.
@@ -363,6 +375,8 @@ class MqttTransport:
             mqtt_version: ``auto`` tries MQTT 5 and falls back to 3.1.1; or fixed.
             will: (topic, payload) the broker publishes at QoS 1 if we vanish.
             on_subscribed: awaited after each successful subscribe (e.g. to say "online").
+            client_cert: whether ``ssl_context`` carries a client certificate (to name a
+                broker's refusal of it, or its demand for one).
         """
         self.endpoint = endpoint
         self.client_id = client_id
@@ -380,6 +394,7 @@ class MqttTransport:
         self._version = MQTTv311 if mqtt_version is MqttVersion.V311 else MQTTv50
         self._may_fall_back = mqtt_version is MqttVersion.AUTO
         self._will = will
+        self._client_cert = client_cert
         self._on_subscribed = on_subscribed
         self._closing = asyncio.Event()
         self._current: _Connection | None = None
@@ -486,7 +501,9 @@ class MqttTransport:
             reason = _failure_reason(exc)
             self._set_state(LinkPhase.DISCONNECTED, reason)
             self._emit(LinkEvent.FAILED, reason, protocol=None, detail=_describe(exc))
-            delay = self._backoff.next_delay()
+            # A refused client certificate stays refused until the settings change.
+            permanent = isinstance(exc, ClientCertRefusedError)
+            delay = self._backoff.cap_delay() if permanent else self._backoff.next_delay()
             log.warning(
                 "cannot connect to %s: %s; retrying in %.1f s",
                 self.endpoint.display(),
@@ -537,19 +554,40 @@ class MqttTransport:
         return True
 
     async def _connect(self) -> _Connection:
-        """Connect with MQTT 5, falling back to 3.1.1 when the broker does not speak 5."""
+        """Connect with MQTT 5, falling back to 3.1.1 when the broker does not speak 5;
+        over TLS, a connection that ends before CONNACK is first checked for a broker
+        refusing our client certificate (then there is no fallback: the reason is known)."""
         try:
             return await self._attempt(self._version)
-        except (_NoConnackError, ConnectRefusedError) as exc:
-            refused_v5 = (
-                isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
-            )
-            fallback_case = refused_v5 or isinstance(exc, _NoConnackError)
-            if self._version != MQTTv50 or not self._may_fall_back or not fallback_case:
+        except (_NoConnackError, ConnectionResetError, ssl.SSLError) as exc:
+            refused = await self._client_cert_refusal()
+            if refused is not None:
+                raise refused from exc
+            if not isinstance(exc, _NoConnackError):
                 raise
+            return await self._fall_back(exc)
+        except ConnectRefusedError as exc:
+            return await self._fall_back(exc)
+
+    async def _fall_back(self, exc: BrokerError) -> _Connection:
+        """Try MQTT 3.1.1 when MQTT 5 got no CONNACK or was refused as unsupported."""
+        refused_v5 = isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
+        fallback_case = refused_v5 or isinstance(exc, _NoConnackError)
+        if self._version != MQTTv50 or not self._may_fall_back or not fallback_case:
+            raise exc
         log.info("broker does not accept MQTT 5, falling back to MQTT 3.1.1")
         self._version = MQTTv311
         return await self._attempt(MQTTv311)
+
+    async def _client_cert_refusal(self) -> ClientCertRefusedError | None:
+        """What the broker says about our client certificate, if it refuses it (TLS only)."""
+        if self._ssl is None or self.endpoint.websocket_path is not None:
+            return None
+        alert = await asyncio.to_thread(broker_tls_alert, self.endpoint, self._ssl)
+        reason = reasons.client_cert_alert(alert, sent_cert=self._client_cert)
+        if reason is None or alert is None:
+            return None
+        return ClientCertRefusedError(reason, reasons.describe_client_cert_alert(reason, alert))
 
     async def _attempt(self, version: int) -> _Connection:
         log.info(
@@ -680,6 +718,8 @@ def _over_websocket(endpoint: BrokerEndpoint) -> str:
 
 
 def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, ClientCertRefusedError):
+        return exc.reason
     if isinstance(exc, WebSocketUpgradeError):
         return "websocket_upgrade_failed"
     if isinstance(exc, ConnectionRefusedError):
