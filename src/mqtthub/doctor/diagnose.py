@@ -476,6 +476,17 @@ class DeliveryEvidence:
 def check_subscribe(evidence: DeliveryEvidence) -> Check:
     """Each filter must be granted and must actually deliver device messages."""
     who = evidence.username or "anonymous clients"
+    if evidence.extra.get("no_suback"):
+        closed = " and closed the connection" if evidence.extra.get("connection_lost") else ""
+        return Check(
+            "subscribe",
+            Outcome.FAIL,
+            Cause.ACL_DENIED_SUBSCRIBE,
+            f"the broker did not answer SUBSCRIBE for the device topics{closed} (no SUBACK): "
+            "some brokers (rumqttd) drop a client whose filter they refuse",
+            f"allow {who} to read the device topics in the broker's ACL, and see the "
+            "broker's log for why it dropped the subscription",
+        )
     refused = [topic for topic, code in evidence.granted.items() if code >= 0x80]
     if refused:
         return Check(
@@ -528,6 +539,8 @@ def _prefix_filter(evidence: DeliveryEvidence) -> str:
 def check_publish(evidence: DeliveryEvidence) -> Check:
     """The backend's own publishes (commands, probes) should be allowed; a warning if not."""
     who = evidence.username or "anonymous clients"
+    if evidence.extra.get("no_suback"):
+        return skipped("publish", "skipped: subscribe got no SUBACK")
     if evidence.publish_code is not None and evidence.publish_code >= 0x80:
         return Check(
             "publish",

@@ -15,11 +15,11 @@ import socket
 import ssl
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -58,11 +58,15 @@ from mqtthub.transport.tls_alert import broker_tls_alert
 NETWORK_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 4.0
 DELIVERY_TIMEOUT_S = 3.0
+#: How long to wait for the broker's retained ``$SYS/broker/version`` (absent on many).
+VERSION_TIMEOUT_S = 1.0
+SYS_VERSION = "$SYS/broker/version"
 DOCTOR_DEVICE = "mqtthub-doctor"
 #: Most messages the traffic census takes in (the window ends early after them).
 MAX_TRAFFIC_MESSAGES = 20_000
 WIDE = "#"
 PROTOCOL_VERSIONS = {name: version for version, name in PROTOCOL_NAMES.items()}
+_T = TypeVar("_T")
 BROKER_PROGRAMS = ("mosquitto", "emqx", "beam.smp", "rumqttd", "nanomq", "vernemq", "hivemq")
 
 
@@ -250,27 +254,47 @@ class Probe:
         Returns the evidence and the broker's version when ``$SYS`` reveals it.
         """
         assert self.session is not None
+        session = self.session
         filters = list(subscriptions(self.settings.topic_prefix))
-        async with asyncio.timeout(DELIVERY_TIMEOUT_S):
-            codes = await self.session.subscribe([*filters, "$SYS/broker/version"])
-        granted = dict(zip(filters, codes, strict=False))
         topic = f"{self.settings.topic_prefix}/{DOCTOR_DEVICE}/heartbeat"
-        nonce = secrets.token_hex(8)
-        code: int | None
+        protocol = session.protocol
+        username = self.settings.broker.username
         try:
             async with asyncio.timeout(DELIVERY_TIMEOUT_S):
-                code = await self.session.publish(
-                    topic, json.dumps({"doctor_probe": nonce}).encode()
-                )
+                codes = await _unless_lost(session, session.subscribe(filters))
         except TimeoutError:
-            code = None
+            extra = {"no_suback": True, "connection_lost": session.lost.is_set()}
+            return DeliveryEvidence({}, topic, None, False, protocol, username, extra), None
+        granted = dict(zip(filters, codes, strict=False))
+        nonce = secrets.token_hex(8)
+        code: int | None = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                code = await _unless_lost(
+                    session, session.publish(topic, json.dumps({"doctor_probe": nonce}).encode())
+                )
         delivered, version = await self._await_probe(topic, nonce.encode())
-        protocol = self.session.protocol
         mqtt5_code = code if protocol == "MQTT 5" else None
-        evidence = DeliveryEvidence(
-            granted, topic, mqtt5_code, delivered, protocol, self.settings.broker.username
-        )
+        evidence = DeliveryEvidence(granted, topic, mqtt5_code, delivered, protocol, username)
         return evidence, version
+
+    async def broker_version(self) -> str | None:
+        """The broker's ``$SYS/broker/version``, asked last and on its own: some brokers
+        (rumqttd) drop the connection for a ``$SYS`` filter instead of refusing it."""
+        session = self.session
+        if session is None or session.lost.is_set():
+            return None
+        try:
+            async with asyncio.timeout(VERSION_TIMEOUT_S):
+                codes = await _unless_lost(session, session.subscribe([SYS_VERSION]))
+                if not codes or codes[0] >= SUBACK_FAILURE:
+                    return None
+                while True:
+                    got_topic, payload = await _unless_lost(session, self.messages.get())
+                    if got_topic == SYS_VERSION:
+                        return payload.decode(errors="replace")
+        except TimeoutError:
+            return None
 
     async def _await_probe(self, topic: str, nonce: bytes) -> tuple[bool, str | None]:
         version = None
@@ -281,7 +305,7 @@ class Probe:
                     got_topic, payload = await self.messages.get()
             except TimeoutError:
                 break
-            if got_topic == "$SYS/broker/version":
+            if got_topic == SYS_VERSION:
                 version = payload.decode(errors="replace")
             elif got_topic == topic and nonce in payload:
                 return True, version
@@ -352,6 +376,20 @@ class Probe:
         """Disconnect."""
         if self.session is not None:
             await self.session.close()
+
+
+async def _unless_lost(session: MqttSession, awaitable: Awaitable[_T]) -> _T:
+    """Await ``awaitable``; TimeoutError at once when the connection is lost first."""
+    task = asyncio.ensure_future(awaitable)
+    lost = asyncio.ensure_future(session.lost.wait())
+    try:
+        done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        raise TimeoutError("the broker closed the connection")
+    finally:
+        lost.cancel()
+        task.cancel()
 
 
 def _get_json(url: str, token: str | None) -> dict[str, Any] | None:

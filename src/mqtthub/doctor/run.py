@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mqtthub.config import TLS_PORTS, Settings, load_settings
@@ -126,14 +126,6 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
         if probe.session is None:
             return [limits.check_connect_limit(rules.check_connect(connect), connect)]
         delivery, version = await probe.delivery()
-        connect = rules.ConnectEvidence(
-            connect.attempts,
-            connect.username,
-            connect.client_id,
-            connect.requested_keepalive,
-            connect.server_keepalive,
-            version,
-        )
         checks = [
             rules.check_connect(connect),
             rules.check_subscribe(delivery),
@@ -151,6 +143,9 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
             checks.append(rules.check_pipeline(await probe.pipeline(options.api, token)))
         if delivery.delivered:
             checks[2] = await _payload_check(probe, settings, options, checks[2])
+        # Last: a broker that drops us for the $SYS filter (rumqttd) has had its checks.
+        version = version or await probe.broker_version()
+        checks[0] = rules.check_connect(replace(connect, broker_version=version))
         return checks
     finally:
         await probe.close()
