@@ -57,7 +57,8 @@ class TaskListener:
         """Prepare the listener; :meth:`run` connects.
 
         Args:
-            settings: broker URL, TLS and credentials (as for ``serve``); ``app_prefix``.
+            settings: broker URL, TLS, credentials and MQTT version (as for ``serve``);
+                ``app_prefix``.
             recipient: whose tasks to receive (e.g. an employee number).
             on_task: called once per new task with its JSON object.
             on_event: called for every connect, refusal and disconnect.
@@ -79,6 +80,7 @@ class TaskListener:
             keepalive=settings.keepalive,
             backoff=Backoff(stable_after=settings.keepalive),
             on_event=on_event,
+            mqtt_version=settings.mqtt_version,
             will=(status, b"offline"),
             on_subscribed=self._announce,
         )

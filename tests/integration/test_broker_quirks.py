@@ -14,16 +14,22 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mqtthub.config import EmbeddedBroker, load_settings
+from mqtthub.config import EmbeddedBroker, MqttVersion, load_settings
 from mqtthub.doctor.run import DoctorOptions, run_doctor
+from mqtthub.transport.backoff import Backoff
+from mqtthub.transport.client import MqttTransport
 from mqtthub.transport.embedded import start_if_needed
+from mqtthub.transport.history import ConnectionEvent
+from support.fake_broker import FakeBroker
 from support.ports import free_port
+from support.serve import serve_for, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +85,145 @@ def test_doctor_json_reports_on_the_embedded_rumqttd(rumqttd: int) -> None:
     assert "MQTT 3.1.1: connected" in checks["mqtt_connect"]["detail"]
     assert checks["subscribe"]["status"] == "pass", checks["subscribe"]
     assert "delivered" in checks["subscribe"]["detail"]
+
+
+def assert_failed(check: dict[str, Any], cause: str, fix_mentions: str) -> None:
+    assert (check["status"], check["cause"]) == ("fail", cause), check
+    assert fix_mentions in check["fix"], check["fix"]
+
+
+# ---------------------------------------------------------------- 2: auto falls back on silence
+
+
+def test_serve_falls_back_to_311_when_mqtt5_connect_gets_no_answer(tmp_path: Path) -> None:
+    """A FAKE broker that never answers an MQTT 5 CONNECT but serves 3.1.1 (amqtt's way):
+    serve falls back to 3.1.1 and connects, as the doctor does with the same settings."""
+    with FakeBroker(behaviour="silent_v5") as fake:
+        checks = doctor(broker_url=f"mqtt://127.0.0.1:{fake.port}")
+        assert checks["mqtt_connect"]["status"] == "pass", checks["mqtt_connect"]
+        assert "MQTT 3.1.1: connected" in checks["mqtt_connect"]["detail"]
+        with serve_for(fake.port, tmp_path / "serve", MQTTHUB_EMBEDDED_BROKER="never") as serve:
+            health = wait_until(
+                lambda: (body := serve.get("/healthz").json())["mqtt"] == "connected" and body,
+                timeout=20,
+                what=f"serve connected; log:\n{serve.log_text()}",
+            )
+            assert health["protocol"] == "MQTT 3.1.1", health
+            assert "falling back to MQTT 3.1.1" in serve.log_text()
+
+
+# ---------------------------------------------------------------- 3: listen and the version
+
+
+def test_listen_uses_the_mqtt_version_setting(tmp_path: Path) -> None:
+    """`mqtthub listen` with MQTTHUB_MQTT_VERSION=3.1.1 connects with 3.1.1 at once (a
+    FAKE broker that records each CONNECT's protocol level and never answers MQTT 5)."""
+    with FakeBroker(behaviour="silent_v5") as fake:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MQTT")}
+        env = {
+            **clean,
+            "MQTTHUB_BROKER_URL": f"mqtt://127.0.0.1:{fake.port}",
+            "MQTTHUB_MQTT_VERSION": "3.1.1",
+        }
+        command = [sys.executable, "-m", "mqtthub", "listen", "--recipient", "4711"]
+        command += ["--state-dir", str(tmp_path / "state")]
+        listener = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(listener.stdout or ()))
+        reader.start()
+        try:
+            wait_until(lambda: fake.levels, what="listen's first CONNECT")
+            assert fake.levels[0] == 4, fake.levels
+            connected = wait_until(
+                lambda: next((line for line in lines if line.startswith("connected")), None),
+                what=f"listen connected; output: {lines}",
+            )
+            assert "(MQTT 3.1.1)" in connected, connected
+        finally:
+            listener.terminate()
+            listener.wait(10)
+            reader.join(10)
+
+
+# ---------------------------------------------------------------- 4: a forced version
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "forced", "speaks"),
+    [("only_v311", "5", "MQTT 3.1.1"), ("only_v5", "3.1.1", "MQTT 5")],
+)
+def test_doctor_names_a_forced_version_the_broker_does_not_speak(
+    behaviour: str, forced: str, speaks: str
+) -> None:
+    """A FAKE broker speaking one version (Aedes: 3.1.1 only) with MQTTHUB_MQTT_VERSION set
+    to the other: the cause is that version, the fix names the setting."""
+    with FakeBroker(behaviour=behaviour) as fake:
+        checks = doctor(broker_url=f"mqtt://127.0.0.1:{fake.port}", mqtt_version=forced)
+    check = checks["mqtt_connect"]
+    assert_failed(check, "mqtt_version_unsupported", "MQTTHUB_MQTT_VERSION=auto")
+    assert f"does not accept MQTT {forced}" in check["detail"], check
+    assert f"it accepts {speaks}" in check["detail"], check
+    assert checks["subscribe"]["status"] == "skip"
+
+
+def test_serve_log_names_a_forced_version(caplog: pytest.LogCaptureFixture) -> None:
+    """serve, MQTT 5 forced, against a FAKE 3.1.1-only broker: its log says so."""
+
+    async def one_attempt(port: int) -> None:
+        transport = make_transport(port, mqtt_version=MqttVersion.V5)
+        await transport._one_connection()
+
+    with FakeBroker(behaviour="only_v311") as fake:
+        asyncio.run(one_attempt(fake.port))
+        assert fake.levels == [5]
+    assert "MQTTHUB_MQTT_VERSION=5 forces: set MQTTHUB_MQTT_VERSION=auto" in caplog.text
+
+
+# ---------------------------------------------------------------- 5: no CONNACK on a password
+
+
+def make_transport(
+    port: int, *, user: str = "", events: list[ConnectionEvent] | None = None, **kwargs: Any
+) -> MqttTransport:
+    endpoint = load_settings(broker_url=f"mqtt://{user}127.0.0.1:{port}").broker
+    return MqttTransport(
+        endpoint=endpoint,
+        ssl_context=None,
+        client_id="quirks",
+        topics=("devices/+/+",),
+        handler=lambda *_args: None,
+        connect_timeout=2.0,
+        backoff=Backoff(base=0.5, cap=30.0),
+        on_event=(events.append if events is not None else None),
+        **kwargs,
+    )
+
+
+def test_doctor_says_credentials_when_the_broker_closes_before_connack() -> None:
+    """A FAKE broker that closes the connection on CONNECT (rumqttd on a wrong password),
+    credentials set: bad_credentials (likely), not protocol_unsupported."""
+    with FakeBroker(behaviour="no_connack") as fake:
+        checks = doctor(broker_url=f"mqtt://ingest:wrong@127.0.0.1:{fake.port}")
+        anonymous = doctor(broker_url=f"mqtt://127.0.0.1:{fake.port}")
+    assert_failed(checks["mqtt_connect"], "bad_credentials", "password")
+    assert "likely" in checks["mqtt_connect"]["detail"]
+    assert anonymous["mqtt_connect"]["cause"] == "protocol_unsupported"
+
+
+def test_serve_retries_at_the_cap_when_credentials_are_the_likely_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same FAKE broker: serve tries MQTT 5 and 3.1.1, then waits the backoff cap
+    (as for other permanent refusals) and names the credentials."""
+    events: list[ConnectionEvent] = []
+
+    async def one_attempt(port: int) -> float:
+        transport = make_transport(port, user="ingest:wrong@", events=events)
+        return await transport._one_connection()
+
+    with FakeBroker(behaviour="no_connack") as fake:
+        delay = asyncio.run(one_attempt(fake.port))
+        assert fake.levels == [5, 4]
+    assert delay >= 0.9 * 30.0
+    assert [(e.event, e.reason) for e in events] == [("failed", "probable_bad_credentials")]
+    assert "wrong username or password is the likely cause" in caplog.text

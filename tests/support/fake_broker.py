@@ -3,7 +3,9 @@
 Mosquitto 2.0.11 closes the socket on a session takeover instead of sending DISCONNECT
 0x8E (EMQX sends it), never sends 0x8D keepalive timeout to a client, never redirects
 (0x9C/0x9D), answers a wrong password with "not authorized" rather than "bad user name or
-password", and always speaks both protocol versions. This fake speaks just enough MQTT to
+password", and always speaks both protocol versions. Other brokers' ways are played too:
+amqtt never answers an MQTT 5 CONNECT, Aedes speaks 3.1.1 only, rumqttd closes the
+connection without a CONNACK on a wrong password. This fake speaks just enough MQTT to
 play those parts; everything else in the suite uses real brokers.
 """
 
@@ -41,7 +43,14 @@ class FakeBroker:
             another server) carrying ``server_reference``; ``refuse`` answers CONNECT with
             ``refuse_codes`` (MQTT 5 reason code, MQTT 3.1.1 return code); ``late_puback``
             accepts, holds the PUBACK of the first QoS 1 publish until a second one came,
-            then answers both in order: the first with 0x10, the second with 0x87.
+            then answers both in order: the first with 0x10, the second with 0x87;
+            ``silent_v5`` never answers an MQTT 5 CONNECT (amqtt) and serves 3.1.1;
+            ``only_v311`` closes the connection on an MQTT 5 CONNECT and serves 3.1.1;
+            ``only_v5`` refuses a 3.1.1 CONNECT (return code 1, unacceptable protocol
+            version) and serves MQTT 5; ``no_connack`` closes the connection on every
+            CONNECT (rumqttd on a wrong password). Serving means: CONNACK 0, a SUBACK
+            granting QoS 1 to every filter, a PUBACK for QoS 1 and the message sent back
+            (every client is subscribed to everything), PINGRESP.
         server_reference: the ``host:port`` a redirect names.
         refuse_codes: the CONNACK codes for ``refuse``.
     """
@@ -59,6 +68,8 @@ class FakeBroker:
         self.refuse_codes = refuse_codes
         self.port = free_port()
         self.connects = 0
+        #: The protocol level of each CONNECT (4: MQTT 3.1.1, 5: MQTT 5), in order.
+        self.levels: list[int] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -96,7 +107,10 @@ class FakeBroker:
             assert first >> 4 == 1, "expected CONNECT"
             self.connects += 1
             mqtt5 = body[6] == 5  # protocol level after the protocol name
+            self.levels.append(body[6])
             props = b"\x00" if mqtt5 else b""
+            if await self._other_broker(reader, writer, mqtt5):
+                return
             if self.behaviour == "redirect":
                 reference = self.server_reference.encode()
                 prop = b"\x1c" + len(reference).to_bytes(2, "big") + reference
@@ -119,6 +133,55 @@ class FakeBroker:
             pass
         finally:
             writer.close()
+
+    async def _other_broker(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mqtt5: bool
+    ) -> bool:
+        """Play the version and credential behaviours; False for the others."""
+        behaviour = self.behaviour
+        if behaviour not in {"silent_v5", "only_v311", "only_v5", "no_connack"}:
+            return False
+        if behaviour == "no_connack" or (behaviour == "only_v311" and mqtt5):
+            return True  # the caller closes the connection
+        if behaviour == "silent_v5" and mqtt5:
+            await reader.read()  # no answer at all, until the client gives up
+            return True
+        if behaviour == "only_v5" and not mqtt5:
+            writer.write(_packet(0x20, b"\x00\x01"))
+            await writer.drain()
+            return True
+        await self._serve(reader, writer, mqtt5)
+        return True
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mqtt5: bool
+    ) -> None:
+        props = b"\x00" if mqtt5 else b""
+        writer.write(_packet(0x20, b"\x00\x00" + props))
+        await writer.drain()
+        while True:
+            first, body = await self._read_packet(reader)
+            kind = first >> 4
+            if kind == 8:  # SUBSCRIBE: packet id, [properties], (filter, options)*
+                at = 2
+                if mqtt5:
+                    at += 1 + body[2]  # short property lists only (mqtthub sends none)
+                filters = 0
+                while at < len(body):
+                    at += 2 + int.from_bytes(body[at : at + 2], "big") + 1
+                    filters += 1
+                writer.write(_packet(0x90, body[:2] + props + b"\x01" * filters))
+            elif kind == 3:
+                qos = (first >> 1) & 0x03
+                if qos == 1:
+                    end = 2 + int.from_bytes(body[:2], "big")
+                    writer.write(_packet(0x40, body[end : end + 2]))
+                writer.write(bytes([first & 0xF7]) + varint(len(body)) + body)
+            elif kind == 12:
+                writer.write(b"\xd0\x00")
+            elif kind == 14:
+                return
+            await writer.drain()
 
     async def _answer_subscribe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, props: bytes

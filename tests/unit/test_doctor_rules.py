@@ -413,11 +413,31 @@ CAUSE_CASES = [
     ),
     pytest.param(
         rules.check_connect,
-        connect(Attempt(V5, "closed_before_connack"), Attempt(V311, "closed_before_connack")),
+        connect(
+            Attempt(V5, "closed_before_connack"),
+            Attempt(V311, "closed_before_connack"),
+            username=None,
+        ),
         Outcome.FAIL,
         Cause.PROTOCOL_UNSUPPORTED,
         "MQTT listener",
         id="protocol_unsupported",
+    ),
+    pytest.param(
+        rules.check_connect,
+        connect(Attempt(V5, "timeout"), forced=V5, unforced=Attempt(V311, "connected")),
+        Outcome.FAIL,
+        Cause.MQTT_VERSION_UNSUPPORTED,
+        "MQTTHUB_MQTT_VERSION=auto",
+        id="mqtt_version_unsupported",
+    ),
+    pytest.param(
+        rules.check_connect,
+        connect(Attempt(V5, "closed_before_connack"), Attempt(V311, "closed_before_connack")),
+        Outcome.FAIL,
+        Cause.BAD_CREDENTIALS,
+        "MQTTHUB_BROKER_URL",
+        id="bad_credentials_without_connack",
     ),
     pytest.param(
         rules.check_connect,
@@ -896,11 +916,12 @@ V5_CLOSED = Attempt(V5, "closed_before_connack")
         ((V5_REFUSED, Attempt(V311, "server_unavailable", 3)), Cause.SERVER_UNAVAILABLE),
         ((V5_REFUSED, Attempt(V311, "unsupported_protocol", 1)), Cause.PROTOCOL_UNSUPPORTED),
         ((V5_CLOSED, Attempt(V311, "unsupported_protocol", 1)), Cause.PROTOCOL_UNSUPPORTED),
-        ((V5_CLOSED, Attempt(V311, "closed_before_connack")), Cause.PROTOCOL_UNSUPPORTED),
+        ((V5_CLOSED, Attempt(V311, "closed_before_connack")), Cause.BAD_CREDENTIALS),
     ],
 )
 def test_connack_refusal_maps_to_its_cause(attempts: tuple[Attempt, ...], cause: Cause) -> None:
-    """Each CONNACK refusal, on MQTT 5 or after falling back to 3.1.1, has its cause."""
+    """Each CONNACK refusal, on MQTT 5 or after falling back to 3.1.1, has its cause; a
+    close before CONNACK on 3.1.1 with credentials set is taken as their refusal."""
     check = rules.check_connect(connect(*attempts))
     assert (check.status, check.cause) == (Outcome.FAIL, cause)
     for attempt in attempts:
@@ -1270,3 +1291,35 @@ def test_evidence_is_json_ready() -> None:
     data = rules.evidence_dict(tls(code=20, error="unable to get local issuer certificate"))
     assert data["verify_code"] == 20
     assert data["cert"]["issuer"] == "CN=Example Test CA"
+
+
+def test_close_before_connack_without_credentials_is_the_protocol() -> None:
+    """Anonymous, closed on both versions: not a credentials question."""
+    check = rules.check_connect(
+        connect(V5_CLOSED, Attempt(V311, "closed_before_connack"), username=None)
+    )
+    assert check.cause is Cause.PROTOCOL_UNSUPPORTED
+    assert "neither MQTT 5 nor 3.1.1" in check.detail
+
+
+def test_forced_version_names_the_setting_both_ways() -> None:
+    """MQTTHUB_MQTT_VERSION forcing the version the broker does not speak, either way."""
+    for forced, other in ((V5, V311), (V311, V5)):
+        attempt = Attempt(forced, "closed_before_connack")
+        check = rules.check_connect(
+            connect(attempt, username=None, forced=forced, unforced=Attempt(other, "connected"))
+        )
+        assert check.cause is Cause.MQTT_VERSION_UNSUPPORTED, check
+        assert f"does not accept {forced}" in check.detail
+        assert check.fix is not None
+        assert "MQTTHUB_MQTT_VERSION" in check.fix
+
+
+def test_no_suback_is_a_subscribe_failure_not_a_crash() -> None:
+    """A broker that drops us instead of answering SUBSCRIBE (rumqttd on a refused filter)."""
+    evidence = delivery(granted={}, delivered=False)
+    evidence = replace(evidence, extra={"no_suback": True, "connection_lost": True})
+    check = rules.check_subscribe(evidence)
+    assert (check.status, check.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
+    assert "no SUBACK" in check.detail
+    assert rules.check_publish(evidence).status is Outcome.SKIP

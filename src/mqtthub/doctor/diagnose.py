@@ -39,6 +39,7 @@ class Cause(StrEnum):
     TLS_HOSTNAME_MISMATCH = "tls_hostname_mismatch"
     TLS_CERT_EXPIRED = "tls_cert_expired"
     PROTOCOL_UNSUPPORTED = "protocol_unsupported"
+    MQTT_VERSION_UNSUPPORTED = "mqtt_version_unsupported"
     BAD_CREDENTIALS = "bad_credentials"
     NOT_AUTHORIZED = "not_authorized"
     CLIENT_ID_REJECTED = "client_id_rejected"
@@ -364,11 +365,61 @@ class ConnectEvidence:
     requested_keepalive: int = 60
     server_keepalive: int | None = None
     broker_version: str | None = None
+    #: The protocol MQTTHUB_MQTT_VERSION forces (``MQTT 5`` / ``MQTT 3.1.1``), else None.
+    forced: str | None = None
+    #: With a forced version that got no connection: the other version, tried only to
+    #: name the cause (serve would not use it).
+    unforced: Attempt | None = None
 
     @property
     def connected(self) -> Attempt | None:
         """The attempt that connected, if any."""
         return next((a for a in self.attempts if a.reason == "connected"), None)
+
+
+_NO_ANSWER = frozenset({"unsupported_protocol", "closed_before_connack", "timeout"})
+_SETTING_VALUES = {"MQTT 5": "5", "MQTT 3.1.1": "3.1.1"}
+
+
+def _forced_version(evidence: ConnectEvidence, tried: str) -> Check | None:
+    """MQTTHUB_MQTT_VERSION forces a version the broker does not answer, and it accepts
+    the other one."""
+    other = evidence.unforced
+    if evidence.forced is None or other is None or other.reason != "connected":
+        return None
+    if not all(a.reason in _NO_ANSWER for a in evidence.attempts):
+        return None
+    forced, setting = evidence.forced, _SETTING_VALUES[evidence.forced]
+    return Check(
+        "mqtt_connect",
+        Outcome.FAIL,
+        Cause.MQTT_VERSION_UNSUPPORTED,
+        f"the broker does not accept {forced}, which MQTTHUB_MQTT_VERSION={setting} forces; "
+        f"it accepts {other.protocol}: {tried}",
+        f"set MQTTHUB_MQTT_VERSION=auto (mqtthub then uses the version the broker speaks) or "
+        f"MQTTHUB_MQTT_VERSION={_SETTING_VALUES[other.protocol]}",
+    )
+
+
+def _credentials_likely(evidence: ConnectEvidence, tried: str) -> Check | None:
+    """Credentials sent and the connection closed before CONNACK on MQTT 3.1.1, which
+    every broker speaks: rumqttd answers a wrong password this way."""
+    attempts = [*evidence.attempts, *([evidence.unforced] if evidence.unforced else [])]
+    v311 = next((a for a in attempts if a.protocol == "MQTT 3.1.1"), None)
+    if not evidence.username or v311 is None or v311.reason != "closed_before_connack":
+        return None
+    if not all(a.reason in _NO_ANSWER for a in attempts):
+        return None
+    return Check(
+        "mqtt_connect",
+        Outcome.FAIL,
+        Cause.BAD_CREDENTIALS,
+        f"likely a wrong username or password: the broker closed the connection before "
+        f"answering CONNECT ({tried}) although credentials were sent as user "
+        f"{evidence.username} (rumqttd refuses credentials this way, without a CONNACK)",
+        "check the username and password (MQTTHUB_BROKER_URL user:password, or "
+        "MQTT_USERNAME / MQTT_PASSWORD) against the broker's configuration",
+    )
 
 
 _CONNACK_CAUSES = {
@@ -406,8 +457,14 @@ def check_connect(evidence: ConnectEvidence) -> Check:
         f"{a.protocol}: {a.reason}" + (f" (code {a.code:#x})" if a.code is not None else "")
         for a in evidence.attempts
     )
+    if evidence.unforced is not None:
+        other = evidence.unforced
+        tried += f"; {other.protocol} (tried only to name the cause): {other.reason}"
     connected = evidence.connected
     if connected is None:
+        found = _forced_version(evidence, tried) or _credentials_likely(evidence, tried)
+        if found is not None:
+            return found
         refusal = next((a for a in evidence.attempts if a.reason in _CONNACK_CAUSES), None)
         if refusal is not None:
             cause, fix = _CONNACK_CAUSES[refusal.reason]
@@ -416,11 +473,17 @@ def check_connect(evidence: ConnectEvidence) -> Check:
         if all(
             a.reason in {"unsupported_protocol", "closed_before_connack"} for a in evidence.attempts
         ):
+            versions = (
+                f"{evidence.forced} (which MQTTHUB_MQTT_VERSION forces)"
+                if evidence.forced and evidence.unforced is None
+                else "MQTT 5 nor 3.1.1"
+            )
+            neither = "" if evidence.forced and evidence.unforced is None else "neither "
             return Check(
                 "mqtt_connect",
                 Outcome.FAIL,
                 Cause.PROTOCOL_UNSUPPORTED,
-                f"the broker accepts neither MQTT 5 nor 3.1.1: {tried}",
+                f"the broker accepts {neither}{versions}: {tried}",
                 "check that this port is an MQTT listener (not websockets or another "
                 "service) and that the broker speaks MQTT 3.1.1 or 5",
             )

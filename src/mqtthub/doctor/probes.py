@@ -240,13 +240,34 @@ class Probe:
             attempts.append(Attempt(protocol, "connected"))
             break
         endpoint = self.settings.broker
+        forced = PROTOCOL_NAMES[versions[0]] if len(versions) == 1 else None
+        unforced = None
+        if forced is not None and self.session is None and attempts[-1].reason != "connected":
+            unforced = await self._try_unforced(MQTTv311 if versions[0] == MQTTv50 else MQTTv50)
         return ConnectEvidence(
             tuple(attempts),
             endpoint.username,
             self.client_id,
             self.settings.keepalive,
             self.session.server_keepalive if self.session else None,
+            forced=forced,
+            unforced=unforced,
         )
+
+    async def _try_unforced(self, version: int) -> Attempt:
+        """One CONNECT with the version MQTTHUB_MQTT_VERSION does not allow, closed at
+        once: only to tell "the broker speaks the other version" from other causes."""
+        protocol = PROTOCOL_NAMES[version]
+        try:
+            session = await self.transport.open(version)
+        except ConnectRefusedError as refused:
+            return Attempt(protocol, refused.reason, refused.code)
+        except (BrokerError, OSError, TimeoutError) as exc:
+            return Attempt(
+                protocol, "timeout" if isinstance(exc, TimeoutError) else "closed_before_connack"
+            )
+        await session.close()
+        return Attempt(protocol, "connected")
 
     async def delivery(self) -> tuple[DeliveryEvidence, str | None]:
         """Subscribe as serve would, publish a probe on a device topic, see it arrive.

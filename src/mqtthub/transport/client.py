@@ -69,6 +69,18 @@ class _NoConnackError(BrokerError):
     """The broker closed the connection before answering CONNECT."""
 
 
+class _ConnackTimeoutError(TimeoutError):
+    """The broker took the CONNECT (TCP and TLS were up) but sent no CONNACK in time."""
+
+
+class CredentialsLikelyError(BrokerError):
+    """The broker closed the connection before CONNACK with MQTT 5 and with 3.1.1 (or with
+    the 3.1.1 that was set) although credentials were sent: a wrong username or password is
+    the likely cause (rumqttd answers one this way)."""
+
+    reason = "probable_bad_credentials"
+
+
 class ManagedClient(gmqtt.Client):  # type: ignore[misc]
     """A gmqtt client that never reconnects by itself: its owner (MqttTransport, a
     simulated device) decides when. With ``websocket_path`` it speaks MQTT over WebSockets
@@ -493,7 +505,7 @@ class MqttTransport:
                 self.endpoint.display(),
                 refused.reason,
                 refused.code,
-                _refusal_hint(refused.reason),
+                self._forced_hint(refused) or _refusal_hint(refused.reason),
                 delay,
             )
             return delay
@@ -501,13 +513,16 @@ class MqttTransport:
             reason = _failure_reason(exc)
             self._set_state(LinkPhase.DISCONNECTED, reason)
             self._emit(LinkEvent.FAILED, reason, protocol=None, detail=_describe(exc))
-            # A refused client certificate stays refused until the settings change.
-            permanent = isinstance(exc, ClientCertRefusedError)
+            # A refused client certificate (or, likely, password) stays refused until the
+            # settings change.
+            permanent = isinstance(exc, ClientCertRefusedError | CredentialsLikelyError)
             delay = self._backoff.cap_delay() if permanent else self._backoff.next_delay()
+            hint = self._forced_hint(exc)
             log.warning(
-                "cannot connect to %s: %s; retrying in %.1f s",
+                "cannot connect to %s: %s%s; retrying in %.1f s",
                 self.endpoint.display(),
                 _describe(exc),
+                hint and f"; {hint}",
                 delay,
             )
             return delay
@@ -542,6 +557,19 @@ class MqttTransport:
         log.warning("disconnected: %s after %.1f s; reconnecting in %.1f s", reason, lasted, delay)
         return delay
 
+    def _forced_hint(self, exc: BaseException) -> str:
+        """With MQTTHUB_MQTT_VERSION set, a CONNECT without an answer (or refused as an
+        unsupported protocol) most likely means the broker does not speak that version."""
+        unanswered = isinstance(exc, _NoConnackError | _ConnackTimeoutError)
+        unsupported = isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
+        if self._may_fall_back or not (unanswered or unsupported):
+            return ""
+        version, other = ("5", "3.1.1") if self._version == MQTTv50 else ("3.1.1", "5")
+        return (
+            f"the broker may not accept MQTT {version}, which MQTTHUB_MQTT_VERSION={version} "
+            f"forces: set MQTTHUB_MQTT_VERSION=auto (or {other})"
+        )
+
     def _follow(self, reference: str | None) -> bool:
         """Switch to the broker a redirect names (``host`` or ``host:port``)."""
         if not reference:
@@ -566,18 +594,41 @@ class MqttTransport:
             if not isinstance(exc, _NoConnackError):
                 raise
             return await self._fall_back(exc)
-        except ConnectRefusedError as exc:
+        except (ConnectRefusedError, _ConnackTimeoutError) as exc:
             return await self._fall_back(exc)
 
-    async def _fall_back(self, exc: BrokerError) -> _Connection:
-        """Try MQTT 3.1.1 when MQTT 5 got no CONNACK or was refused as unsupported."""
+    async def _fall_back(self, exc: BrokerError | TimeoutError) -> _Connection:
+        """Try MQTT 3.1.1 when MQTT 5 got no CONNACK (closed or silent) or was refused as
+        unsupported: the doctor's rule. A close before CONNACK with 3.1.1 too, with
+        credentials sent, names the credentials."""
         refused_v5 = isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
-        fallback_case = refused_v5 or isinstance(exc, _NoConnackError)
+        fallback_case = refused_v5 or isinstance(exc, _NoConnackError | _ConnackTimeoutError)
         if self._version != MQTTv50 or not self._may_fall_back or not fallback_case:
-            raise exc
-        log.info("broker does not accept MQTT 5, falling back to MQTT 3.1.1")
+            raise self._credentials_likely(exc) or exc
+        log.info("broker does not accept MQTT 5 (%s), falling back to MQTT 3.1.1", exc)
         self._version = MQTTv311
-        return await self._attempt(MQTTv311)
+        try:
+            return await self._attempt(MQTTv311)
+        except _NoConnackError as closed:
+            likely = self._credentials_likely(closed)
+            if likely is None:
+                raise
+            raise likely from closed
+
+    def _credentials_likely(self, exc: BaseException) -> CredentialsLikelyError | None:
+        """A close before CONNACK on MQTT 3.1.1 (which every broker speaks) with a username
+        set: the broker's way (rumqttd's) of refusing the credentials."""
+        if not isinstance(exc, _NoConnackError) or self._version != MQTTv311:
+            return None
+        if not self.endpoint.username:
+            return None
+        return CredentialsLikelyError(
+            "the broker closed the connection before answering CONNECT with "
+            f"{'MQTT 3.1.1 (as set)' if not self._may_fall_back else 'MQTT 5 and 3.1.1'}, "
+            f"although credentials were sent (user {self.endpoint.username}): a wrong "
+            "username or password is the likely cause (rumqttd answers one this way); check "
+            "user:password in MQTTHUB_BROKER_URL or MQTT_USERNAME/MQTT_PASSWORD"
+        )
 
     async def _client_cert_refusal(self) -> ClientCertRefusedError | None:
         """What the broker says about our client certificate, if it refuses it (TLS only)."""
@@ -622,7 +673,9 @@ class MqttTransport:
                 return connection
             if lost in done:
                 raise _NoConnackError("the broker closed the connection before answering CONNECT")
-            raise TimeoutError(f"no CONNACK within {self._connect_timeout:.0f} s")
+            if getattr(connection.client, "_connection", None) is not None:
+                raise _ConnackTimeoutError(f"no CONNACK within {self._connect_timeout:.0f} s")
+            raise TimeoutError(f"no connection within {self._connect_timeout:.0f} s")
         except BaseException:
             connect.cancel()
             await connection.close()
@@ -718,7 +771,7 @@ def _over_websocket(endpoint: BrokerEndpoint) -> str:
 
 
 def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, ClientCertRefusedError):
+    if isinstance(exc, ClientCertRefusedError | CredentialsLikelyError):
         return exc.reason
     if isinstance(exc, WebSocketUpgradeError):
         return "websocket_upgrade_failed"
