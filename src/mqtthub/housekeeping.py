@@ -147,9 +147,9 @@ class Housekeeping:
             if cutoff is None:
                 continue
             if name != "1d":
-                cutoff = min(cutoff, rolled if rolled is not None else cutoff)
                 if rolled is None:
                     continue
+                cutoff = min(cutoff, rolled)
             deleted[name] = await self._sweep(Sweep(table, column, cutoff))
             kept[f"kept:{name}"] = cutoff
         if kept:

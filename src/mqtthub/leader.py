@@ -1,7 +1,8 @@
 """Which worker leads: one PostgreSQL advisory lock among the workers sharing a database.
 
-The leader alone runs the work that must happen once for all workers: heartbeat deadlines
-and the downlink's housekeeping (task expiry, command time-outs). The lock is held by a
+The leader alone runs the work that must happen once for all workers: heartbeat deadlines,
+the downlink's housekeeping (task expiry, command time-outs), the alerts that come from the
+clock (offline, no data, repeats), rollups and retention. The lock is held by a
 session of its own; when the leader's process dies its session ends, the server frees the
 lock and another worker takes it at its next attempt (every ``RETRY_S``). TCP keepalives
 on that session make the server notice a leader whose machine vanished without a FIN
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -33,11 +33,9 @@ def libpq_url(sqlalchemy_url: str) -> str:
 class Leadership:
     """Tries to hold the leader lock and tells whether this worker holds it now."""
 
-    def __init__(self, database_url: str, *, on_change: Callable[[bool], None] | None = None):
-        """``database_url``: the workers' PostgreSQL (SQLAlchemy form);
-        ``on_change`` is told each time this worker gains or loses the lead."""
+    def __init__(self, database_url: str) -> None:
+        """``database_url``: the workers' PostgreSQL (SQLAlchemy form)."""
         self._url = libpq_url(database_url)
-        self._on_change = on_change or (lambda _leading: None)
         self._session: psycopg.Connection[tuple[object, ...]] | None = None
         self.leading = False
 
@@ -50,11 +48,11 @@ class Leadership:
                     self.leading = leading
                     log.info(
                         "this worker %s",
-                        "leads: it expires heartbeat deadlines and runs downlink housekeeping"
+                        "leads: it runs what happens once for all workers (heartbeat "
+                        "deadlines, downlink and alert housekeeping, rollups and retention)"
                         if leading
                         else "no longer leads",
                     )
-                    self._on_change(leading)
                 await asyncio.sleep(RETRY_S)
         finally:
             await asyncio.to_thread(self.close)

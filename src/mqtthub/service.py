@@ -307,8 +307,9 @@ class Service:
         )
         server = _Server(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
         self._install_signal_handlers()
-        url = f"http://{settings.http_host}:{settings.http_port}"
-        log.info("serving the API at %s (OpenAPI docs at %s/docs)", url, url)
+        if http_socket is not None:
+            url = f"http://{settings.http_host}:{settings.http_port}"
+            log.info("serving the API at %s (OpenAPI docs at %s/docs)", url, url)
         # Everything built so far (imported modules, settings, the loaded state) lives as
         # long as the process: keep it out of the garbage collector's full collections,
         # which otherwise traverse it every few seconds under load (docs/PERFORMANCE.md).

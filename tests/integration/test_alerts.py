@@ -104,6 +104,17 @@ def test_a_threshold_rule_fires_once_retries_its_webhook_and_resolves(
             notify=[{"type": "webhook", "url": webhook.url, "secret": SECRET}],
         )
         assert created["notify"][0]["secret"] == "***"  # secrets are never shown
+        port = webhook.url.split(":")[2].split("/")[0]
+        assert created["notify"][0]["url"] == f"http://127.0.0.1:{port}/…"  # nor paths
+        # A rule changed with what the API shows keeps its webhook's URL and secret.
+        changed = serve.http.patch(
+            f"/api/alert-rules/{created['id']}",
+            json={"threshold": 30.5, "notify": created["notify"]},
+        )
+        assert changed.status_code == 200, changed.text
+        assert serve.http.patch(
+            f"/api/alert-rules/{created['id']}", json={"threshold": 30}
+        ).is_success
         mosquitto_pub(mosquitto, "devices/oven/sensor", '{"t": 25}')
         mosquitto_pub(mosquitto, "devices/oven/sensor", '{"t": 35}')
         mosquitto_pub(mosquitto, "devices/oven/sensor", '{"t": 36}')

@@ -61,6 +61,19 @@ class SmtpServer:
         )
 
 
+def shown_url(url: str) -> str:
+    """A webhook URL as it may be shown and logged: ``scheme://host[:port]/…``.
+
+    Slack, Discord and many other webhooks carry their credential in the path or query
+    (or as ``user:password@``), so only the scheme and host are ever shown.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if (parts.path not in ("", "/") or parts.query) else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
 def signature(secret: str, body: bytes) -> str:
     """The webhook signature header value for ``body``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -115,7 +128,10 @@ class Notifier:
         self, alert_id: str, channel: dict[str, Any], message: dict[str, Any], body: bytes
     ) -> None:
         kind = str(channel.get("type"))
-        target = str(channel.get("url") or channel.get("topic") or channel.get("to") or "")
+        url = channel.get("url")
+        target = (
+            shown_url(str(url)) if url else str(channel.get("topic") or channel.get("to") or "")
+        )
         entry = await self._write(
             db.log_notification,
             {

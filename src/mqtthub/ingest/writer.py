@@ -217,10 +217,10 @@ class BatchWriter:
             )
             kept = [message for message in messages if await self._commit_alone(message)]
             self._acknowledge([message.ack for message in kept if message.ack is not None])
-            return
-        self._acknowledge([message.ack for message in messages if message.ack is not None])
-        self._database_up()
-        self._account(batch, time.perf_counter() - started)
+        else:
+            self._acknowledge([message.ack for message in messages if message.ack is not None])
+            self._database_up()
+            self._account(batch, time.perf_counter() - started)
         if self._new_topics:  # read after the writer thread finished with the batch
             topics, self._new_topics = self._new_topics, []
             self._follow_topics(topics)

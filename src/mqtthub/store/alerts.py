@@ -90,7 +90,15 @@ def device_labels(engine: Engine) -> dict[str, dict[str, str]]:
     """Each labelled device's labels."""
     with engine.connect() as connection:
         query = select(devices.c.id, devices.c.labels).where(devices.c.labels.is_not(None))
-        return {row.id: json.loads(row.labels) for row in connection.execute(query)}
+        labelled: dict[str, dict[str, str]] = {}
+        for row in connection.execute(query):
+            try:
+                labels = json.loads(row.labels)
+            except ValueError:
+                continue  # not written by the API; a rule by label cannot match it
+            if isinstance(labels, dict):
+                labelled[row.id] = {str(k): str(v) for k, v in labels.items()}
+        return labelled
 
 
 def device_facts(engine: Engine) -> list[DeviceFacts]:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mqtthub.alerts.notify import shown_url
 from mqtthub.alerts.rules import METRIC_CONDITIONS, Condition
 from mqtthub.messages import METRIC_PATTERN
 from mqtthub.store import alerts as db
@@ -108,7 +109,7 @@ class RulePatch(BaseModel):
     window_average: bool | None = None
     device_id: str | None = None
     labels: dict[str, str] | None = None
-    notify: list[Channel] | None = None
+    notify: list[dict[str, Any]] | None = None  # checked as Channel after unmasking
     repeat_seconds: float | None = None
     enabled: bool | None = None
 
@@ -156,6 +157,8 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
     for channel in channels:
         if channel.get("secret"):
             channel["secret"] = MASK
+        if channel.get("url"):
+            channel["url"] = shown_url(channel["url"])
     return {
         **row,
         "labels": json.loads(row["labels"]) if row["labels"] else None,
@@ -203,17 +206,25 @@ def get_rule(rule_id: str, store: StoreDep) -> dict[str, Any]:
 
 @router.patch("/alert-rules/{rule_id}", response_model=RuleOut, tags=["alerts"])
 async def patch_rule(rule_id: str, patch: RulePatch, runtime: RuntimeDep) -> dict[str, Any]:
-    """Change a rule; a webhook secret sent as ``***`` keeps the stored one."""
+    """Change a rule. A webhook sent back as the API shows it (its URL shortened to
+    ``scheme://host/…``, its secret as ``***``) keeps the stored URL and secret."""
     stored = await runtime.execute_write(db.get_rule, rule_id[:32])
     if stored is None:
         raise HTTPException(404, "no such rule")
-    current = _out(dict(stored))
+    current = {
+        **stored,
+        "labels": json.loads(stored["labels"]) if stored["labels"] else None,
+        "notify": json.loads(stored["notify"] or "[]"),
+    }
     changes = patch.model_dump(exclude_unset=True)
     if "notify" in changes:
-        kept = {c.get("url"): c.get("secret") for c in json.loads(stored["notify"] or "[]")}
+        kept = {shown_url(c["url"]): c for c in current["notify"] if c.get("url")}
         for channel in changes["notify"]:
-            if channel.get("secret") == MASK:
-                channel["secret"] = kept.get(channel.get("url"))
+            known = kept.get(str(channel.get("url")))
+            if known is not None:
+                channel["url"] = known["url"]
+                if channel.get("secret") == MASK:
+                    channel["secret"] = known.get("secret")
     merged = {
         key: value for key, value in {**current, **changes}.items() if key in RuleIn.model_fields
     }
