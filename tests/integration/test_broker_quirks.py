@@ -28,6 +28,7 @@ from mqtthub.transport.client import MqttTransport
 from mqtthub.transport.embedded import start_if_needed
 from mqtthub.transport.history import ConnectionEvent
 from support.fake_broker import FakeBroker
+from support.mosquitto import MosquittoFactory
 from support.ports import free_port
 from support.serve import serve_for, wait_until
 
@@ -227,3 +228,61 @@ def test_serve_retries_at_the_cap_when_credentials_are_the_likely_cause(
     assert delay >= 0.9 * 30.0
     assert [(e.event, e.reason) for e in events] == [("failed", "probable_bad_credentials")]
     assert "wrong username or password is the likely cause" in caplog.text
+
+
+# ---------------------------------------------------------------- 6: a forgotten session
+
+
+@pytest.mark.parametrize("persistence", [False, True])
+def test_serve_reports_a_session_the_broker_forgot(
+    mosquitto_factory: MosquittoFactory, tmp_path: Path, persistence: bool
+) -> None:
+    """serve keeps a persistent session (the default); a Mosquitto without persistence is
+    restarted and its sessions vanish: CONNACK session present = 0 on the reconnect gives a
+    warning, a session_lost connection event and a /healthz field. With persistence the
+    session survives the restart and nothing is reported."""
+    broker = mosquitto_factory(persistence=persistence)
+    env = {"MQTTHUB_CLIENT_ID": "kept-session-1", "MQTTHUB_RECONNECT_BASE": "0.2"}
+    with serve_for(broker.port, tmp_path / "serve", **env) as serve:
+        broker.restart()
+        events = wait_until(
+            lambda: (
+                (c := serve.get("/api/connection").json())["state"] == "connected"
+                and [e for e in c["events"] if e["event"] == "connected"][1:]
+                and c["events"]
+            ),
+            timeout=20,
+            what=f"serve reconnected; log:\n{serve.log_text()}",
+        )
+        health = serve.get("/healthz").json()
+        lost = [e for e in events if e["event"] == "session_lost"]
+        if persistence:
+            assert not lost, events
+            assert "session_lost" not in health
+            assert "session lost" not in serve.log_text()
+            return
+        assert [e["reason"] for e in lost] == ["session_lost"], events
+        assert "kept-session-1" in lost[0]["detail"]
+        assert health["session_lost"]["at"] == lost[0]["at"], health
+        assert "WARNING" in serve.log_text()
+        assert "session lost" in serve.log_text()
+
+
+def test_doctor_soak_reports_a_session_the_broker_forgot(
+    mosquitto_factory: MosquittoFactory,
+) -> None:
+    """--soak keeps a persistent session as serve does; a Mosquitto without persistence is
+    restarted mid-soak: the stability check names session_lost."""
+    broker = mosquitto_factory(persistence=False)
+    result: dict[str, dict[str, Any]] = {}
+    options = DoctorOptions(soak=6.0, client_id="soak-session-1")
+    soak = threading.Thread(
+        target=lambda: result.update(doctor(options, broker_url=f"mqtt://127.0.0.1:{broker.port}"))
+    )
+    soak.start()
+    wait_until(lambda: "as soak-session-1" in broker.log_text(), what="the soak's connection")
+    broker.restart()
+    soak.join(30)
+    check = result["stability"]
+    assert (check["status"], check["cause"]) == ("fail", "session_lost"), check
+    assert "persistence" in check["fix"]

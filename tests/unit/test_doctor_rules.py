@@ -565,6 +565,21 @@ CAUSE_CASES = [
         "MQTTHUB_TOPIC_PREFIX",
         id="pipeline_not_storing",
     ),
+    pytest.param(
+        rules.check_stability,
+        StabilityEvidence(
+            30.0,
+            "mqtthub-doctor-1",
+            False,
+            ({"reason": "connection_lost"},),
+            None,
+            sessions_lost=({"reason": "session_lost"},),
+        ),
+        Outcome.FAIL,
+        Cause.SESSION_LOST,
+        "persistence",
+        id="session_lost",
+    ),
     *MTLS_CASES,
     *WEBSOCKET_CASES,
 ]

@@ -17,6 +17,7 @@ from mqtthub.transport.history import (
     ConnectionEvent,
     ConnectionHistory,
     Diagnosis,
+    LinkEvent,
 )
 
 T0 = 1_700_000_000.0
@@ -270,7 +271,7 @@ def test_as_dict_shape_with_events_newest_first() -> None:
 
     data = history.as_dict()
 
-    assert set(data) == {"client_id", "events", "counts", "diagnosis"}
+    assert set(data) == {"client_id", "events", "counts", "diagnosis", "session_lost"}
     assert data["client_id"] == CLIENT_ID
     assert data["events"] == [event.as_dict() for event in reversed(events)]
     assert data["events"][0] == {
@@ -297,7 +298,17 @@ def test_as_dict_of_a_fresh_history() -> None:
         "events": [],
         "counts": {},
         "diagnosis": None,
+        "session_lost": None,
     }
+
+
+def test_a_lost_session_is_kept_and_counted() -> None:
+    """session_lost is part of a connect: it is counted and shown, nothing else changes."""
+    history = ConnectionHistory(CLIENT_ID)
+    lost = ConnectionEvent(T0, LinkEvent.SESSION_LOST, "session_lost", "MQTT 5", detail="gone")
+    assert history.add(lost) is None
+    assert history.as_dict()["session_lost"] == lost.as_dict()
+    assert history.counts == {"session_lost": 1}
 
 
 def test_only_the_last_50_events_are_kept_but_counts_cover_all() -> None:

@@ -69,6 +69,7 @@ class Cause(StrEnum):
     CLIENT_CERT_KEY_MISMATCH = "client_cert_key_mismatch"
     CLIENT_CERT_EXPIRED = "client_cert_expired"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    SESSION_LOST = "session_lost"
     PACKET_TOO_LARGE = "packet_too_large"
 
 
@@ -631,6 +632,8 @@ class StabilityEvidence:
     drops: tuple[dict[str, Any], ...]
     diagnosis: str | None
     diagnosis_message: str | None = None
+    #: Reconnects that found no session although the probe asked the broker to keep one.
+    sessions_lost: tuple[dict[str, Any], ...] = ()
 
 
 def check_stability(evidence: StabilityEvidence) -> Check:
@@ -669,6 +672,20 @@ def check_stability(evidence: StabilityEvidence) -> Check:
             f"the broker dropped us for keepalive timeout (0x8D) during {evidence.seconds:.0f} s"
             f"{caveat}",
             "lower MQTTHUB_KEEPALIVE, and check that nothing blocks the client's event loop",
+        )
+    if evidence.sessions_lost:
+        drops = f" after {len(reasons)} drops ({', '.join(reasons)})" if reasons else ""
+        return Check(
+            "stability",
+            Outcome.FAIL,
+            Cause.SESSION_LOST,
+            f"the broker kept no session{drops} during {evidence.seconds:.0f} s although the "
+            f"probe asked it to (clean start off; CONNACK session present = 0) "
+            f"{len(evidence.sessions_lost)} time(s): QoS 1 messages published for serve while "
+            f"it is disconnected would be lost{caveat}",
+            "make the broker keep sessions and their messages: enable persistence (Mosquitto: "
+            "`persistence true`), keep sessions long enough (MQTTHUB_SESSION_EXPIRY within the "
+            "broker's limit) and use a broker with an offline queue (amqtt keeps none)",
         )
     if reasons:
         return Check(

@@ -431,11 +431,17 @@ async def probe_stability(settings: Settings, client_id: str, seconds: float) ->
     """Stay connected (reconnecting as serve would) and record every drop."""
     history = ConnectionHistory(client_id)
     drops: list[dict[str, Any]] = []
+    sessions_lost: list[dict[str, Any]] = []
+    # As serve would: a persistent session, so a broker that forgets it is seen (it
+    # expires soon after the soak on MQTT 5 and is cleaned up below).
+    persistent = settings.persistent_session
 
     def on_event(event: ConnectionEvent) -> None:
         history.add(event)
         if event.event == LinkEvent.DISCONNECTED:
             drops.append(event.as_dict())
+        elif event.event == LinkEvent.SESSION_LOST:
+            sessions_lost.append(event.as_dict())
 
     def discard(
         _topic: str, _payload: bytes, _qos: int, _retain: bool, _dup: bool, ack: Ack | None
@@ -454,6 +460,8 @@ async def probe_stability(settings: Settings, client_id: str, seconds: float) ->
         backoff=Backoff(base=0.5, cap=5.0, stable_after=settings.keepalive),
         on_event=on_event,
         mqtt_version=settings.mqtt_version,
+        clean_start=not persistent,
+        session_expiry=int(seconds) + 60 if persistent else 0,
     )
     task = asyncio.create_task(transport.run())
     with contextlib.suppress(TimeoutError):
@@ -462,6 +470,8 @@ async def probe_stability(settings: Settings, client_id: str, seconds: float) ->
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if persistent:
+        await _end_session(settings, client_id, transport._version)
     diagnosis = history.diagnosis
     return StabilityEvidence(
         seconds,
@@ -470,7 +480,23 @@ async def probe_stability(settings: Settings, client_id: str, seconds: float) ->
         drops=tuple(drops),
         diagnosis=diagnosis.reason if diagnosis else None,
         diagnosis_message=diagnosis.message if diagnosis else None,
+        sessions_lost=tuple(sessions_lost),
     )
+
+
+async def _end_session(settings: Settings, client_id: str, version: int) -> None:
+    """Connect once with a clean start, so the soak leaves no session at the broker."""
+    cleaner = MqttTransport(
+        endpoint=settings.broker,
+        ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
+        client_id=client_id,
+        topics=(),
+        handler=lambda *_args: None,
+        connect_timeout=CONNECT_TIMEOUT_S,
+    )
+    with contextlib.suppress(BrokerError, OSError, TimeoutError):
+        session = await cleaner.open(version)
+        await session.close()
 
 
 def registry(settings: Settings) -> tuple[int, tuple[str, ...]]:

@@ -176,14 +176,7 @@ async def _client_cert_tls(settings: Settings, tls: Check) -> Check:
 
 
 def _borrowed(evidence: rules.StabilityEvidence, borrowed: bool) -> rules.StabilityEvidence:
-    return rules.StabilityEvidence(
-        evidence.seconds,
-        evidence.client_id,
-        borrowed,
-        evidence.drops,
-        evidence.diagnosis,
-        evidence.diagnosis_message,
-    )
+    return replace(evidence, borrowed_id=borrowed)
 
 
 def _finish(checks: list[Check], options: DoctorOptions, failed_at: str | None) -> list[Check]:

@@ -143,6 +143,8 @@ class _Connection:
         self.lost = asyncio.Event()
         self.lost_reason: int | None = None
         self.server_reference: str | None = None
+        #: The CONNACK's session-present flag (None until an accepting CONNACK came).
+        self.session_present: bool | None = None
         # Answers awaited by packet id: a late PUBACK or SUBACK never answers another request.
         self._pubacks: dict[int, asyncio.Future[int]] = {}
         self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
@@ -157,6 +159,8 @@ class _Connection:
             # gmqtt drops the properties of a refused CONNACK; keep a server reference.
             if len(packet) > 2 and packet[1] in (0x9C, 0x9D):
                 self.server_reference = self._reference(packet[2:])
+            if len(packet) >= 2 and packet[1] == 0:  # gmqtt does not keep session present
+                self.session_present = bool(packet[0] & 0x01)
             handle_connack(cmd, packet)
 
         handler._handle_connack_packet = capture_connack
@@ -412,6 +416,9 @@ class MqttTransport:
         self._current: _Connection | None = None
         self._subscribing: set[asyncio.Future[None]] = set()
         self._holding = False
+        self._session_held = False  # the broker should hold a session for us now
+        #: When the broker last forgot the session it should have kept (epoch), and why.
+        self.session_lost: ConnectionEvent | None = None
         self.state = LinkState(LinkPhase.STARTING, None, None, time.time(), endpoint.display())
 
     async def run(self) -> None:
@@ -528,6 +535,7 @@ class MqttTransport:
             return delay
         started = time.monotonic()
         self._current = connection
+        self._check_session(connection)
         if self._holding:
             connection.hold(True)
         try:
@@ -556,6 +564,34 @@ class MqttTransport:
         delay = self._backoff.next_delay()
         log.warning("disconnected: %s after %.1f s; reconnecting in %.1f s", reason, lasted, delay)
         return delay
+
+    def _check_session(self, connection: _Connection) -> None:
+        """Warn when a reconnect finds no session although we asked the broker to keep one
+        (clean start off; on MQTT 5 with a session expiry): what was published for us
+        while we were away is lost (a broker restarted without persistence, an expired
+        session, a broker that queues nothing for offline clients)."""
+        persistent = not self._clean_start and (
+            self._version == MQTTv311 or self._session_expiry > 0
+        )
+        expected, self._session_held = self._session_held, persistent
+        if not (persistent and expected) or connection.session_present is not False:
+            return
+        detail = (
+            f"the broker kept no session for client id {self.client_id} although it was "
+            "asked to (clean start off): messages published while disconnected are lost; "
+            "the broker may have restarted without persistence, expired the session, or "
+            "keep no messages for disconnected clients"
+        )
+        log.warning("session lost: %s", detail)
+        event = ConnectionEvent(
+            time.time(),
+            LinkEvent.SESSION_LOST,
+            "session_lost",
+            PROTOCOL_NAMES[self._version],
+            detail=detail,
+        )
+        self.session_lost = event
+        self._on_event(event)
 
     def _forced_hint(self, exc: BaseException) -> str:
         """With MQTTHUB_MQTT_VERSION set, a CONNECT without an answer (or refused as an

@@ -25,6 +25,7 @@ class LinkEvent(StrEnum):
     DISCONNECTED = "disconnected"
     REFUSED = "refused"  # a CONNACK with a failure code
     FAILED = "failed"  # no connection, or no CONNACK
+    SESSION_LOST = "session_lost"  # a reconnect found no session although one was kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +75,17 @@ class ConnectionHistory:
         self.diagnosis: Diagnosis | None = None
         self._short_drops: list[ConnectionEvent] = []
         self._awaiting_reconnect: ConnectionEvent | None = None
+        #: The last time the broker forgot a session it should have kept.
+        self.session_lost: ConnectionEvent | None = None
 
     def add(self, event: ConnectionEvent) -> Diagnosis | None:
         """Record an event; return a diagnosis the first time one is reached."""
         self.events.append(event)
         if event.event != LinkEvent.CONNECTED:
             self.counts[event.reason] += 1
+        if event.event == LinkEvent.SESSION_LOST:
+            self.session_lost = event  # part of a connect: the drop pattern goes on
+            return None
         if event.reason == "client_id_conflict":
             return self._diagnose(
                 "client_id_conflict",
@@ -136,6 +142,7 @@ class ConnectionHistory:
             "client_id": self.client_id,
             "events": [event.as_dict() for event in reversed(self.events)],
             "counts": dict(self.counts),
+            "session_lost": None if self.session_lost is None else self.session_lost.as_dict(),
             "diagnosis": None
             if diagnosis is None
             else {

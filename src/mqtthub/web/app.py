@@ -151,6 +151,9 @@ def create_app(
         }
         if link.reason and not link.connected:
             body["reason"] = link.reason
+        session_lost = runtime.connection().get("session_lost")
+        if session_lost:  # the broker forgot our session: messages may have been lost
+            body["session_lost"] = {"at": session_lost["at"], "detail": session_lost["detail"]}
         if db_error is not None:
             body["db_error"] = db_error
         healthy = link.connected and db_error is None

@@ -344,7 +344,9 @@ async function loadHealth() {
   const connection = await apiJson("/api/connection");
   $("health-mqtt").textContent = `${connection.state}${connection.reason ? ` (${connection.reason})` : ""}` +
     `${connection.protocol ? `, ${connection.protocol}` : ""}, client id ${connection.client_id}` +
-    `${connection.diagnosis ? ` — ${connection.diagnosis.message}` : ""}`;
+    `${connection.diagnosis ? ` — ${connection.diagnosis.message}` : ""}` +
+    `${connection.session_lost ? ` — warning: session lost at ${when(connection.session_lost.at)}: ` +
+      connection.session_lost.detail : ""}`;
   $("health-broker").textContent = connection.broker;
   $("connection-rows").replaceChildren(...connection.events.map((e) => el("tr", {},
     el("td", { text: when(e.at) }), el("td", { text: e.event }), el("td", { text: e.reason }),
