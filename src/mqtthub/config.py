@@ -337,7 +337,8 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Any:
         """Like pydantic's, with the password in ``broker_url`` masked."""
         for name, value in super().__repr_args__():
-            yield name, _mask_url(value) if name in {"broker_url", "database_url"} else value
+            masked = {"broker_url", "database_url", "device_broker_url"}
+            yield name, _mask_url(value) if name in masked and value else value
 
     @property
     def broker(self) -> BrokerEndpoint:

@@ -15,11 +15,9 @@ from typing import Any
 from mqtthub.messages import (
     Accepted,
     Kind,
-    Reading,
     Reason,
     Rejected,
     Status,
-    group_readings,
     parse,
 )
 from mqtthub.messages import Sample as Sample  # the parser builds samples from the JSON
@@ -275,12 +273,6 @@ def _apply(
         update.last_heartbeat = state.last_heartbeat
     if store_readings:
         batch.samples.extend(message.samples)
-
-
-def samples_of(device_id: str, readings: Sequence[Reading]) -> list[Sample]:
-    """Group one message's readings by time; a metric repeated at one time keeps its first
-    value (as the store keeps the first delivery)."""
-    return list(group_readings(device_id, readings))
 
 
 def _dead_letter(raw: RawMessage, rejected: Rejected) -> DeadLetter:

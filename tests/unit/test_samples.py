@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mqtthub.pipeline import RawMessage, build_batch, parse_all, samples_of
+from mqtthub.messages import group_readings
+from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
 from mqtthub.store.samples import distinct_samples, merge_samples, summarize, summary_rows
 
@@ -12,17 +13,17 @@ T0 = 1_790_000_020.0
 def test_one_object_is_one_sample() -> None:
     """A sensor message of seven values becomes one sample, metrics in payload order."""
     readings = [(f"m{i}", float(i), T0) for i in range(7)]
-    assert samples_of("d", readings) == [("d", T0, {f"m{i}": float(i) for i in range(7)})]
+    assert group_readings("d", readings) == (("d", T0, {f"m{i}": float(i) for i in range(7)}),)
 
 
 def test_an_array_of_timed_objects_is_one_sample_per_time() -> None:
     """Objects at different times are separate samples; a metric repeated at the same time
     keeps its first value, as the store keeps the first delivery."""
     readings = [("t", 1.0, T0), ("t", 2.0, T0 + 1), ("t", 3.0, T0), ("h", 4.0, T0)]
-    assert samples_of("d", readings) == [
+    assert group_readings("d", readings) == (
         ("d", T0, {"t": 1.0, "h": 4.0}),
         ("d", T0 + 1, {"t": 2.0}),
-    ]
+    )
 
 
 def test_batch_samples_and_their_narrow_view() -> None:

@@ -29,7 +29,6 @@ from mqtthub.store.errors import translated
 from mqtthub.store.rollups import read_states
 from mqtthub.store.samples import key_of, metrics_of
 from mqtthub.store.schema import (
-    connection_events,
     dead_letters,
     devices,
     latest_readings,
@@ -472,13 +471,6 @@ def device_events(
         .limit(limit)
         .offset(offset)
     )
-    with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query)]
-
-
-def stored_connection_events(engine: Engine, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest stored connection events (all instances that share the database)."""
-    query = select(connection_events).order_by(connection_events.c.id.desc()).limit(limit)
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
 
