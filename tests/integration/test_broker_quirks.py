@@ -55,6 +55,44 @@ def rumqttd() -> Iterator[int]:
         broker.stop()
 
 
+RUMQTTD_AUTH_TOML = """
+id = 0
+
+[router]
+id = 0
+max_connections = 100
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+    auth = {{ ingest = "right" }}
+"""
+
+
+@pytest.fixture
+def rumqttd_with_auth(tmp_path: Path) -> Iterator[int]:
+    """rumqttd (iotcore) with one user, ingest:right, on a free port."""
+    from iotcore import Broker
+
+    port = free_port()
+    config = tmp_path / "rumqttd.toml"
+    config.write_text(RUMQTTD_AUTH_TOML.format(port=port))
+    broker = Broker(port=port, listen="127.0.0.1", config_path=str(config)).start()
+    try:
+        yield port
+    finally:
+        broker.stop()
+
+
 def doctor(options: DoctorOptions | None = None, **flags: Any) -> dict[str, dict[str, Any]]:
     """Run the doctor in-process; its checks by id."""
     checks, _target = asyncio.run(run_doctor(flags, options or DoctorOptions()))
@@ -286,3 +324,27 @@ def test_doctor_soak_reports_a_session_the_broker_forgot(
     check = result["stability"]
     assert (check["status"], check["cause"]) == ("fail", "session_lost"), check
     assert "persistence" in check["fix"]
+
+
+def test_wrong_password_on_the_real_rumqttd(
+    rumqttd_with_auth: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """rumqttd with authentication closes the connection without a CONNACK on a wrong
+    password: the doctor says bad_credentials (likely), serve waits the backoff cap and
+    names the credentials; the right password passes."""
+    port = rumqttd_with_auth
+    wrong = doctor(broker_url=f"mqtt://ingest:wrong@127.0.0.1:{port}")
+    assert_failed(wrong["mqtt_connect"], "bad_credentials", "password")
+    right = doctor(
+        DoctorOptions(payload_size=100), broker_url=f"mqtt://ingest:right@127.0.0.1:{port}"
+    )
+    assert right["mqtt_connect"]["status"] == "pass", right["mqtt_connect"]
+    events: list[ConnectionEvent] = []
+
+    async def one_attempt() -> float:
+        transport = make_transport(port, user="ingest:wrong@", events=events)
+        return await transport._one_connection()
+
+    assert asyncio.run(one_attempt()) >= 0.9 * 30.0
+    assert [e.reason for e in events] == ["probable_bad_credentials"]
+    assert "wrong username or password is the likely cause" in caplog.text
