@@ -297,6 +297,7 @@ class Service:
             ),
             worker_id=worker,
             is_leader=self.is_leader,
+            other_workers=lambda: self._other_workers(store, client_id),
         )
         app = create_app(
             store=store,

@@ -21,7 +21,6 @@ from mqtthub.messages import DEVICE_ID_PATTERN, Status
 from mqtthub.stats import combine
 from mqtthub.store import queries
 from mqtthub.store.database import Store
-from mqtthub.store.workers import live_workers
 from mqtthub.web.runtime import Runtime
 
 router = APIRouter()
@@ -419,7 +418,7 @@ def get_stats(store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
     stats = runtime.stats.as_dict()
     stats["queue_depth"] = runtime.queue_depth()
     if runtime.worker_id is not None:
-        stats = _all_workers(store, runtime, stats)
+        stats = _all_workers(runtime, stats)
     try:
         stats["devices"] = store.read(queries.count_devices)
         stats["storage"] = store.read(queries.storage_stats)
@@ -431,13 +430,9 @@ def get_stats(store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
     return stats
 
 
-def _all_workers(store: Store, runtime: Runtime, own: dict[str, Any]) -> dict[str, Any]:
+def _all_workers(runtime: Runtime, own: dict[str, Any]) -> dict[str, Any]:
     """This worker's counters plus those the other live workers stored."""
-    try:
-        rows = store.read(live_workers)
-    except StoreError:
-        rows = []  # only this worker's counters while the database is down
-    others = [row for row in rows if row["id"] != runtime.worker_id]
+    others = runtime.other_workers()  # empty while the database is down
     total = combine([own, *(row["stats"] for row in others)])
     listed = [(runtime.worker_id, runtime.is_leader(), {**own, "pid": os.getpid()})]
     listed += [(row["id"], row["leader"], row["stats"]) for row in others]

@@ -35,4 +35,5 @@ class Runtime:
     reserved_ids: frozenset[str] = frozenset()  # names no device may take (backend user, ...)
     worker_id: str | None = None  # set when other workers share the devices (stats cover all)
     is_leader: Callable[[], bool] = lambda: True
+    other_workers: Callable[[], list[dict[str, Any]]] = list  # their rows of ``workers``
     alerts: Any = None  # mqtthub.alerts.service.Alerts when serving
