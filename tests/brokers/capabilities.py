@@ -1,0 +1,34 @@
+"""The broker matrix and what each broker cannot do: the one place that says so.
+
+Every case of ``test_matrix.py`` runs against every broker in :data:`BROKERS`. A case a
+broker cannot pass is listed in :data:`CANNOT` with the reason; the matrix marks it
+``xfail(strict=True)`` with that reason, so it is reported (never skipped) and a broker that
+starts passing it turns the run red until the table is corrected.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BROKERS", "CANNOT", "matrix"]
+
+BROKERS = ("mosquitto-5", "mosquitto-3.1.1", "rumqttd-3.1.1", "rumqttd-5")
+"""Brokers of ``make test``: Mosquitto (system package) with MQTTHUB_MQTT_VERSION forced to
+each version, and rumqttd from the installed ``iotcore`` package (the broker ``serve``
+embeds) on its MQTT 3.1.1 listener and on its MQTT 5 listener."""
+
+_NO_DUP = (
+    "rumqttd 0.20 re-sends an unacknowledged QoS 1 message to a resumed session without the "
+    "DUP flag, so serve cannot tell it is a redelivery: after a kill -9 of serve, messages "
+    "stored but not yet acknowledged are stored twice"
+)
+
+CANNOT: dict[tuple[str, str], str] = {
+    ("rumqttd-3.1.1", "redelivery_marked_dup"): _NO_DUP,
+    ("rumqttd-5", "redelivery_marked_dup"): _NO_DUP,
+}
+"""(broker, case) -> why the broker cannot pass the case. Case names are the test function
+names without ``test_``."""
+
+
+def matrix() -> tuple[str, ...]:
+    """The brokers of this run."""
+    return BROKERS

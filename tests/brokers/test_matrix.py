@@ -1,0 +1,305 @@
+"""The same end-to-end suite against every broker of the matrix (issue 16).
+
+Brokers, and what each cannot do, are declared in ``capabilities.py``; the ``broker``
+fixture (conftest.py) starts one on free ports for each test. Devices publish with a raw
+MQTT 3.1.1 client (``support.publisher``); serve, listen, the doctor and simulate use the
+broker's ``mqtt_version`` through MQTTHUB_MQTT_VERSION.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from brokers.capabilities import CANNOT
+from brokers.conftest import PASSWORD, USER, Broker, StartBroker
+from mqtthub.doctor.run import DoctorOptions, run_doctor
+from mqtthub.simulation_values import device_ids
+from support.fake_broker import varint
+from support.ports import free_port
+from support.publisher import publish_qos1
+from support.serve import ServeProcess, device, serve_for, wait_until
+
+BULK = 2_000
+"""QoS 1 messages of the bulk case."""
+
+STREAM, WHILE_DOWN = 1_000, 300
+"""kill -9 case: a stream serve is killed in, then messages published while it is down."""
+
+
+def serve_on(broker: Broker, tmp_path: Path, **env: str) -> ServeProcess:
+    return serve_for(
+        broker.port,
+        tmp_path / "serve",
+        MQTTHUB_MQTT_VERSION=broker.mqtt_version,
+        MQTTHUB_EMBEDDED_BROKER="never",
+        **env,
+    )
+
+
+def seq_counts(serve: ServeProcess) -> tuple[int, int]:
+    """(stored seq readings, distinct seq values), read from serve's SQLite file."""
+    with sqlite3.connect(serve.workdir / "data" / "mqtthub.db") as connection:
+        row = connection.execute(
+            "SELECT count(*), count(DISTINCT value) FROM readings WHERE metric = 'seq'"
+        ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def seq_messages(first: int, count: int) -> list[tuple[str, bytes]]:
+    """``{"seq": n}`` over 20 devices."""
+    return [
+        (f"devices/bulk{n % 20}/sensor", b'{"seq": %d}' % n) for n in range(first, first + count)
+    ]
+
+
+def doctor(broker: Broker, url: str | None = None) -> dict[str, dict[str, Any]]:
+    flags = {"broker_url": url or broker.url, "mqtt_version": broker.mqtt_version}
+    checks, _target = asyncio.run(run_doctor(flags, DoctorOptions()))
+    return {check.id: check.as_dict() for check in checks}
+
+
+# ------------------------------------------------------------------------------- the cases
+
+
+def test_connect_and_subscribe(broker: Broker, tmp_path: Path) -> None:
+    """serve connects with the forced version and its subscription delivers."""
+    with serve_on(broker, tmp_path) as serve:
+        health = serve.get("/healthz").json()
+        assert (health["mqtt"], health["protocol"]) == ("connected", broker.protocol), health
+        publish_qos1(broker.publish_port, [("devices/probe/sensor", b'{"t": 1}')], client_id="p")
+        wait_until(lambda: device(serve, "probe"), what="the probe message stored")
+        assert "session_lost" not in serve.get("/healthz").json()
+
+
+def test_device_message_stored(broker: Broker, tmp_path: Path) -> None:
+    """A device's sensor message becomes its latest readings."""
+    with serve_on(broker, tmp_path) as serve:
+        payload = b'{"temperature": 21.5, "humidity": 40}'
+        publish_qos1(broker.publish_port, [("devices/th1/sensor", payload)], client_id="th1")
+        latest = wait_until(
+            lambda: (device(serve, "th1") or {}).get("latest", {}).get("humidity"),
+            what="th1's readings",
+        )
+        assert latest["value"] == 40
+        stored = device(serve, "th1") or {}
+        assert stored["latest"]["temperature"]["value"] == 21.5
+
+
+def test_qos1_bulk_stored_once(broker: Broker, tmp_path: Path) -> None:
+    """2,000 QoS 1 messages, published as fast as the broker takes them: each stored once."""
+    with serve_on(broker, tmp_path) as serve:
+        publish_qos1(broker.publish_port, seq_messages(0, BULK), client_id="bulk")
+        wait_until(lambda: seq_counts(serve)[0] >= BULK, timeout=60, what="all stored")
+        assert seq_counts(serve) == (BULK, BULK)
+
+
+def test_kill_9_and_resume(broker: Broker, tmp_path: Path) -> None:
+    """kill -9 of serve during a QoS 1 stream, more published while it is down, restart:
+    the broker kept the session, nothing is lost; nothing is doubled where the broker marks
+    its redeliveries DUP (serve recognises a redelivery by that flag, see the next case)."""
+    serve = serve_on(broker, tmp_path).start()
+    stream = threading.Thread(
+        target=publish_qos1,
+        args=(broker.publish_port, seq_messages(0, STREAM)),
+        kwargs={"client_id": "stream"},
+    )
+    stream.start()
+    try:
+        wait_until(lambda: seq_counts(serve)[0] > 0, timeout=30, what="the stream arriving")
+        serve.stop(signal.SIGKILL)
+    finally:
+        stream.join(60)
+    publish_qos1(broker.publish_port, seq_messages(STREAM, WHILE_DOWN), client_id="stream")
+    total = STREAM + WHILE_DOWN
+    assert seq_counts(serve)[1] < total
+    with serve.start():
+        wait_until(lambda: seq_counts(serve)[1] >= total, timeout=60, what="the rest stored")
+        assert "session_lost" not in serve.get("/healthz").json()
+        stored, distinct = seq_counts(serve)
+    assert distinct == total
+    if (broker.name, "redelivery_marked_dup") not in CANNOT:
+        assert stored == total
+
+
+def read_packet(sock: socket.socket) -> bytes:
+    """One whole MQTT packet (fixed header included); waits up to the socket's timeout."""
+
+    def exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = sock.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError(f"closed after {data!r}")
+            data += chunk
+        return data
+
+    header = exactly(1)
+    length, shift, digits = 0, 0, b""
+    while True:
+        digit = exactly(1)
+        digits += digit
+        length |= (digit[0] & 0x7F) << shift
+        shift += 7
+        if not digit[0] & 0x80:
+            break
+    return header + digits + exactly(length)
+
+
+def mqtt_string(text: str) -> bytes:
+    return struct.pack("!H", len(text)) + text.encode()
+
+
+def raw_connect(port: int, client_id: str, flags: int, extra: bytes = b"") -> socket.socket:
+    """A raw MQTT 3.1.1 connection (CONNECT ``flags``, payload ``extra`` after the id)."""
+    body = mqtt_string("MQTT") + bytes([4, flags]) + struct.pack("!H", 60)
+    body += mqtt_string(client_id) + extra
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(bytes([0x10]) + varint(len(body)) + body)
+    connack = read_packet(sock)
+    assert connack[:1] == b"\x20", connack
+    assert connack[3:4] == b"\x00", connack
+    return sock
+
+
+def test_redelivery_marked_dup(broker: Broker) -> None:
+    """A QoS 1 message sent to a persistent session and not acknowledged is sent again on
+    resume with the DUP flag (MQTT 3.1.1 [MQTT-3.3.1-1]): what lets serve store a message
+    that was stored but not yet acknowledged when it was killed only once."""
+    subscriber = raw_connect(broker.publish_port, "dup-check", flags=0x00)
+    subscribe = struct.pack("!H", 1) + mqtt_string("dup/#") + b"\x01"
+    subscriber.sendall(bytes([0x82]) + varint(len(subscribe)) + subscribe)
+    assert read_packet(subscriber)[:1] == b"\x90"
+    publish_qos1(broker.publish_port, [("dup/x", b"once")], client_id="dup-pub")
+    first = read_packet(subscriber)
+    assert first[0] & 0xF6 == 0x32, first  # PUBLISH QoS 1, not DUP
+    subscriber.close()  # without PUBACK
+    resumed = raw_connect(broker.publish_port, "dup-check", flags=0x00)
+    try:
+        again = read_packet(resumed)
+        assert again[0] & 0xF6 == 0x32, again
+        assert again[0] & 0x08, f"redelivered without DUP: {again!r}"
+    finally:
+        resumed.close()
+
+
+def raw_connect_with_will(port: int, device_id: str) -> socket.socket:
+    """A MQTT 3.1.1 device with the will ``offline`` (QoS 1) on devices/ID/status, online."""
+    topic = f"devices/{device_id}/status"
+    will = mqtt_string(topic) + mqtt_string("offline")
+    sock = raw_connect(port, device_id, flags=0x0E, extra=will)
+    publish = mqtt_string(topic) + b"online"
+    sock.sendall(bytes([0x30]) + varint(len(publish)) + publish)
+    return sock
+
+
+def test_last_will_turns_device_offline(broker: Broker, tmp_path: Path) -> None:
+    """A device whose connection drops without DISCONNECT goes offline by its last will."""
+    with serve_on(broker, tmp_path, MQTTHUB_HEARTBEAT_TIMEOUT="600") as serve:
+        sock = raw_connect_with_will(broker.publish_port, "will1")
+        wait_until(lambda: (device(serve, "will1") or {}).get("status") == "online", what="online")
+        sock.close()  # no DISCONNECT: the broker publishes the will
+        gone = wait_until(
+            lambda: (d := device(serve, "will1") or {}).get("status") == "offline" and d,
+            timeout=15,
+            what="offline by the will",
+        )
+        assert gone["status_reason"] == "last_will", gone
+
+
+def test_doctor_healthy(broker: Broker) -> None:
+    checks = doctor(broker)
+    for check_id in ("tcp", "mqtt_connect", "subscribe"):
+        assert checks[check_id]["status"] == "pass", checks[check_id]
+    assert f"MQTT {broker.mqtt_version}: connected" in checks["mqtt_connect"]["detail"]
+
+
+def test_doctor_wrong_password(start_broker: StartBroker) -> None:
+    """A broker with one user, the doctor with a wrong password: a credentials cause."""
+    broker = start_broker(auth=True)
+    right = doctor(broker, f"mqtt://{USER}:{PASSWORD}@127.0.0.1:{broker.port}")
+    assert right["mqtt_connect"]["status"] == "pass", right["mqtt_connect"]
+    checks = doctor(broker, f"mqtt://{USER}:wrong@127.0.0.1:{broker.port}")
+    check = checks["mqtt_connect"]
+    assert check["status"] == "fail", check
+    assert check["cause"] in ("not_authorized", "bad_credentials"), check
+
+
+def test_doctor_closed_port(broker: Broker) -> None:
+    """Nothing on the port (the broker runs on another): connection_refused."""
+    checks = doctor(broker, f"mqtt://127.0.0.1:{free_port()}")
+    assert (checks["tcp"]["status"], checks["tcp"]["cause"]) == ("fail", "connection_refused")
+
+
+def test_task_delivered_to_listen(broker: Broker, tmp_path: Path) -> None:
+    """A task posted to serve shows up in `mqtthub listen` and becomes delivered."""
+    recipient = "61016968"
+    output = tmp_path / "listen.out"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MQTT")}
+    env = {**clean, "MQTTHUB_BROKER_URL": broker.url, "MQTTHUB_MQTT_VERSION": broker.mqtt_version}
+    with serve_on(broker, tmp_path) as serve, output.open("ab") as sink:
+        listener = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "mqtthub", "listen", "--recipient", recipient),
+                *("--state-dir", str(tmp_path / "state")),
+            ],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: "connected" in output.read_text(), what="listen connected")
+            assert f"({broker.protocol})" in output.read_text(), output.read_text()
+            task = serve.http.post(
+                "/api/tasks", json={"recipient": recipient, "title": "Inspect pump 3"}
+            ).json()
+            wait_until(lambda: "Inspect pump 3" in output.read_text(), what="the task shown")
+
+            def state() -> str:
+                tasks = serve.get("/api/tasks", params={"recipient": recipient}).json()
+                return str(next(t["state"] for t in tasks if t["id"] == task["id"]))
+
+            wait_until(lambda: state() == "delivered", what="the task delivered")
+        finally:
+            listener.terminate()
+            listener.wait(15)
+
+
+def test_simulate_devices_stored(broker: Broker, tmp_path: Path) -> None:
+    """`mqtthub simulate` (3 devices, the broker's version): their readings are stored and
+    they leave offline."""
+    ids = device_ids(3, "sim")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MQTT")}
+    with serve_on(broker, tmp_path, MQTTHUB_HEARTBEAT_TIMEOUT="600") as serve:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "mqtthub", "simulate", "--broker-url", broker.url),
+                *("--mqtt-version", broker.mqtt_version, "--devices", "3", "--duration", "2"),
+                *("--sensor-interval", "0.5", "--heartbeat-interval", "1"),
+            ],
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "connects 3," in done.stderr, done.stderr
+        for device_id in ids:
+            wait_until(
+                lambda d=device_id: "temperature" in (device(serve, d) or {}).get("latest", {}),
+                what=f"{device_id}'s temperature",
+            )
+        wait_until(
+            lambda: all((device(serve, d) or {}).get("status") == "offline" for d in ids),
+            timeout=15,
+            what="every simulated device offline",
+        )
