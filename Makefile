@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration system-deps clean
+.PHONY: run test test-brokers lint unit integration system-deps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,12 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps lint
 	$(PY) -m pytest
+
+# The broker matrix with the brokers make test does not install: Aedes (npm, pinned in
+# tests/brokers/aedes/package.json) besides Mosquitto and the embedded rumqttd.
+test-brokers: $(STAMP) system-deps
+	cd tests/brokers/aedes && npm install --no-audit --no-fund --silent
+	MQTTHUB_TEST_BROKERS=aedes $(PY) -m pytest tests/brokers
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from support.mosquitto import MosquittoFactory
 from support.ports import free_port
 
 USER, PASSWORD = "backend", "right-pass"
+AEDES = Path(__file__).with_name("aedes")  # make test-brokers installs it there (npm)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,18 @@ def start_broker(
             rumqttd = Rumqttd(port=v4, listen="127.0.0.1", config_path=str(config)).start()
             stops.append(rumqttd.stop)
             return Broker(broker_name, v5 if version == "5" else v4, v4, version)
+        if kind == "aedes":
+            port = free_port()
+            credentials = [USER, PASSWORD] if auth else []
+            process = subprocess.Popen(
+                ["node", str(AEDES / "server.js"), str(port), *credentials],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            stops.append(lambda: (process.terminate(), process.wait(10)))
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "listening", "Aedes did not start"
+            return Broker(broker_name, port, port, version)
         raise ValueError(f"unknown broker {broker_name}")
 
     yield start
