@@ -85,8 +85,8 @@ class FakeBroker:
 
     def stop(self) -> None:
         """Stop listening and end the thread."""
-        if self._server is not None:
-            self._server.close()
+        if self._server is not None:  # on the loop's own thread: asyncio is not thread-safe
+            self._loop.call_soon_threadsafe(self._server.close)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
