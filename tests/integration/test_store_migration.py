@@ -102,3 +102,28 @@ def test_upgrade_of_an_empty_database(engine: Engine) -> None:
     migrate(engine, "0005")
     migrate(engine, "head")
     assert old_rows(engine) == []
+
+
+def _tasks(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, state, delivered_at, done_at FROM tasks"))
+        return sorted(tuple(row) for row in rows)
+
+
+def test_0011_adds_seen_at_and_its_downgrade_keeps_seen_tasks_as_delivered(
+    engine: Engine,
+) -> None:
+    """Tasks of a 0010 database get an empty seen_at; going back, a seen task is delivered."""
+    migrate(engine, "0010")
+    insert = text(
+        "INSERT INTO tasks (id, recipient, title, body, state, created_at, delivered_at,"
+        " done_at, publishes) VALUES (:id, 'ann', 't', 'b', :state, :at, :delivered, NULL, 1)"
+    )
+    with engine.begin() as connection:
+        connection.execute(insert, {"id": "t1", "state": "delivered", "at": T0, "delivered": T0})
+    migrate(engine, "0011")
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT seen_at FROM tasks")).scalar_one() is None
+        connection.execute(text("UPDATE tasks SET state = 'seen', seen_at = :at"), {"at": T0 + 5})
+    migrate(engine, "0010", down=True)
+    assert _tasks(engine) == [("t1", "delivered", T0, None)]

@@ -191,6 +191,7 @@ tasks = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=True),
     Column("delivered_at", Double, nullable=True),
+    Column("seen_at", Double, nullable=True),
     Column("done_at", Double, nullable=True),
     Column("publishes", Integer, nullable=False),
     Index("ix_tasks_recipient_state", "recipient", "state"),
