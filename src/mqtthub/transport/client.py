@@ -420,6 +420,8 @@ class MqttTransport:
         #: When the broker last forgot the session it should have kept (epoch), and why.
         self.session_lost: ConnectionEvent | None = None
         self.state = LinkState(LinkPhase.STARTING, None, None, time.time(), endpoint.display())
+        #: When the next connection attempt starts (epoch) while waiting to reconnect.
+        self.next_attempt_at: float | None = None
 
     async def run(self) -> None:
         """Connect, subscribe and reconnect until :meth:`close` is called."""
@@ -427,9 +429,11 @@ class MqttTransport:
             delay = await self._one_connection()
             if self._closing.is_set():
                 break
+            self.next_attempt_at = time.time() + delay
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._closing.wait()
+            self.next_attempt_at = None
 
     async def close(self) -> None:
         """Disconnect cleanly and stop reconnecting."""
