@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mqtthub.broker_config import hash_password
 from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
+from support.publisher import publish_qos1
 from support.serve import ServeProcess, serve_for, wait_until
 
 RECIPIENT = "61016968"
@@ -108,6 +111,67 @@ def test_two_listeners_for_one_recipient_do_not_kick_each_other(
             first.stop()
             second.stop()
         assert "disconnected" not in first.text() + second.text()
+
+
+def task_of(serve: ServeProcess, task_id: str) -> dict[str, Any]:
+    tasks = serve.get("/api/tasks", params={"recipient": RECIPIENT}).json()
+    return next(t for t in tasks if t["id"] == task_id)
+
+
+def send_receipts(mosquitto: MosquittoBroker, *receipts: tuple[str, str]) -> None:
+    """Publish ``(task id, state)`` receipts in this order from one client, as the app does;
+    returns once the broker acknowledged them all."""
+    publish_qos1(
+        mosquitto.port,
+        [
+            (f"mqtt_app/tasks/{RECIPIENT}/{task_id}/ack", json.dumps({"state": state}).encode())
+            for task_id, state in receipts
+        ],
+        client_id="inbox-test",
+    )
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_receipts_move_a_task_to_seen_and_done_and_never_back(
+    mosquitto: MosquittoBroker, tmp_path: Path, request: pytest.FixtureRequest, database: str
+) -> None:
+    """The inbox's receipts: seen (from delivered), a late delivered changes nothing, done;
+    seen_at is shown and filtered on. A second task's receipt, sent after a receipt that
+    must change nothing, marks when serve has handled it (one client's messages reach serve
+    in order and its receipts are stored in that order)."""
+    env = {}
+    if database == "postgresql":
+        env["MQTTHUB_DATABASE_URL"] = request.getfixturevalue("postgres_database")[2]
+    with serve_for(mosquitto.port, tmp_path / "serve", **env) as serve:
+        task = post_task(serve, "Seen, then done")
+        marker = post_task(serve, "Marker")
+        assert task["seen_at"] is None
+        send_receipts(mosquitto, (task["id"], "delivered"), (task["id"], "seen"))
+        wait_until(lambda: task_state(serve, task["id"]) == "seen", what="seen")
+        seen = task_of(serve, task["id"])
+        assert seen["delivered_at"] is not None
+        assert seen["delivered_at"] <= seen["seen_at"]
+        assert seen["done_at"] is None
+        listed = serve.get("/api/tasks", params={"state": "seen"}).json()
+        assert [t["id"] for t in listed] == [task["id"]]
+
+        send_receipts(mosquitto, (task["id"], "delivered"), (marker["id"], "delivered"))
+        wait_until(lambda: task_state(serve, marker["id"]) == "delivered", what="the marker")
+        assert task_of(serve, task["id"]) == seen  # the late delivered changed nothing
+
+        send_receipts(mosquitto, (task["id"], "done"))
+        wait_until(lambda: task_state(serve, task["id"]) == "done", what="done")
+        done = task_of(serve, task["id"])
+        assert (done["delivered_at"], done["seen_at"]) == (seen["delivered_at"], seen["seen_at"])
+        assert done["seen_at"] <= done["done_at"]
+
+        send_receipts(mosquitto, (task["id"], "seen"), (marker["id"], "seen"))
+        wait_until(lambda: task_state(serve, marker["id"]) == "seen", what="the marker seen")
+        assert task_of(serve, task["id"]) == done  # a late seen after done changes nothing
+        assert serve.get("/api/dead-letters").json() == []
+        schemas = serve.get("/openapi.json").json()["components"]["schemas"]
+        assert "seen_at" in schemas["TaskOut"]["properties"]
+        assert "seen" in schemas["TaskState"]["enum"]
 
 
 def test_expired_tasks_are_marked_expired(mosquitto: MosquittoBroker, tmp_path: Path) -> None:

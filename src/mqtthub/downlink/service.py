@@ -198,8 +198,9 @@ class Downlink:
 
 
 def _receipt_state(payload: bytes) -> TaskState:
-    """``delivered`` unless the receipt says ``{"state": "done"}`` (any other payload,
-    malformed or nested beyond what a parser takes, is a plain receipt)."""
+    """``delivered`` unless the receipt says ``{"state": "seen"}`` or ``{"state": "done"}``
+    (any other payload, malformed or nested beyond what a parser takes, is a plain
+    receipt)."""
     try:
         document = orjson.loads(payload or b"{}")
     except orjson.JSONDecodeError:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from mqtthub.downlink.states import CommandState, TaskState
+from mqtthub.downlink.states import CommandState, TaskState, receipt_sources
 from mqtthub.store.schema import commands, devices, tasks
 
 #: Deepest nesting of arrays and objects a command's params may have.
@@ -71,12 +71,13 @@ def count_publish(engine: Engine, task_id: str) -> None:
 
 
 def receipt(engine: Engine, recipient: str, task_id: str, state: TaskState, at: float) -> bool:
-    """Apply an app's receipt: ``delivered`` (from queued) or ``done`` (from either)."""
-    allowed = (
-        (TaskState.QUEUED,)
-        if state == TaskState.DELIVERED
-        else (TaskState.QUEUED, TaskState.DELIVERED)
-    )
+    """Apply an app's receipt if it moves the task forward (see
+    :func:`~mqtthub.downlink.states.receipt_sources`): ``delivered`` from queued, ``seen``
+    from queued or delivered, ``done`` from any of those; set its ``{state}_at``.
+
+    False when it changed nothing (unknown task, expired, or already that far).
+    """
+    allowed = sorted(receipt_sources(state))
     values: dict[str, Any] = {"state": state, f"{state}_at": at}
     with engine.begin() as connection:
         result = connection.execute(

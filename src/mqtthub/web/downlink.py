@@ -37,7 +37,11 @@ class TaskIn(BaseModel):
 
 
 class TaskOut(BaseModel):
-    """A task and where it is in its life: queued -> delivered -> done, or expired."""
+    """A task and where it is in its life: queued -> delivered -> seen -> done, or expired.
+
+    Each ``*_at`` is when the task reached that state; a receipt may skip states (``done``
+    straight from ``queued``), whose times then stay null.
+    """
 
     id: str
     recipient: str
@@ -47,6 +51,7 @@ class TaskOut(BaseModel):
     created_at: str
     expires_at: str | None
     delivered_at: str | None
+    seen_at: str | None
     done_at: str | None
     publishes: int
 
@@ -158,6 +163,10 @@ class Provisioned(BaseModel):
     command_topic: str
 
 
+#: A task's times, shown in ISO 8601.
+TASK_TIMES = ("created_at", "expires_at", "delivered_at", "seen_at", "done_at")
+
+
 def _times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     for key in keys:
         if row.get(key) is not None:
@@ -177,7 +186,7 @@ async def post_task(task: TaskIn, runtime: RuntimeDep) -> dict[str, Any]:
     created = await _downlink(runtime).post_task(
         recipient=task.recipient, title=task.title, body=task.body, expires_in=task.expires_in
     )
-    return _times(created, "created_at", "expires_at", "delivered_at", "done_at")
+    return _times(created, *TASK_TIMES)
 
 
 @router.get("/tasks", response_model=list[TaskOut], tags=["tasks"])
@@ -188,9 +197,10 @@ def get_tasks(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    """Tasks, newest first."""
+    """Tasks, newest first; ``state`` filters by one state (queued, delivered, seen, done,
+    expired)."""
     rows = store.read(db.list_tasks, recipient=recipient, state=state, limit=limit, offset=offset)
-    return [_times(r, "created_at", "expires_at", "delivered_at", "done_at") for r in rows]
+    return [_times(r, *TASK_TIMES) for r in rows]
 
 
 @router.post(
