@@ -264,6 +264,30 @@ def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
     asyncio.run(run())
 
 
+@main.command()
+@settings_options
+@click.option("--recipient", required=True, help="Whose tasks to receive, e.g. 61016968.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to keep this recipient's tasks and what was announced (default ~/.mqtthub).",
+)
+def inbox(recipient: str, state_dir: Path | None, **flags: Any) -> None:
+    """Open the desktop inbox of RECIPIENT: tasks, Seen/Done, the link's status.
+
+    The same settings as `listen`. Needs the desktop extra: pip install 'mqtthub[desktop]'.
+    """
+    settings = _settings(**flags)
+    configure_logging("WARNING")
+    try:
+        from mqtthub.inbox.app import run_inbox
+    except ImportError as exc:
+        click.echo(f"mqtthub inbox needs Qt: pip install 'mqtthub[desktop]' ({exc})", err=True)
+        sys.exit(2)
+    state_dir = state_dir or Path.home() / ".mqtthub"
+    sys.exit(run_inbox(settings=settings, flags=flags, recipient=recipient, state_dir=state_dir))
+
+
 @main.command("broker-config")
 @settings_options
 @click.argument("broker", type=click.Choice(["mosquitto", "emqx"]))

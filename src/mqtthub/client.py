@@ -20,7 +20,10 @@ What it does for you, and what hand-rolled desktop MQTT services get wrong:
 * **each task once**: tasks arrive on ``{app}/tasks/{recipient}/{task_id}``; the task ids
   already shown are kept in ``state_dir`` so a re-sent task is not shown again, and a
   receipt ``{"state": "delivered"}`` goes to ``.../{task_id}/ack`` for every copy (so the
-  backend stops re-sending).
+  backend stops re-sending);
+* **receipts people give**: :meth:`TaskListener.receipt` sends ``seen`` or ``done``; with
+  ``on_receipt`` the listener also follows the receipts of the recipient's other copies
+  (on ``.../{task_id}/ack``), so a task marked done on one machine shows done on another.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class TaskListener:
         on_task: Callable[[dict[str, Any]], None],
         on_event: Callable[[ConnectionEvent], None] | None = None,
         state_dir: Path | None = None,
+        on_receipt: Callable[[str, str], None] | None = None,
+        app_name: str = "listen",
+        on_online: Callable[[], None] | None = None,
     ) -> None:
         """Prepare the listener; :meth:`run` connects.
 
@@ -63,19 +69,30 @@ class TaskListener:
             on_task: called once per new task with its JSON object.
             on_event: called for every connect, refusal and disconnect.
             state_dir: where to remember the task ids already shown (default ~/.mqtthub).
+            on_receipt: if given, also receive every receipt sent for this recipient's
+                tasks (by any copy of the app, this one included) as ``(task_id, state)``.
+            app_name: the middle part of the client id (``mqtthub-<app_name>-...``).
+            on_online: called each time the listener is subscribed and has said ``online``.
         """
+        if not recipient or any(c in recipient for c in "/+#"):
+            raise ValueError(f"a recipient is one topic level (no /, + or #): {recipient!r}")
         self.recipient = recipient
         self._prefix = settings.app_prefix
         self._on_task = on_task
+        self._on_receipt = on_receipt
+        self._on_online = on_online
         state_dir = state_dir or Path.home() / ".mqtthub"
         self._seen_path = state_dir / f"seen-tasks-{recipient}.txt"
         self._seen = self._load_seen()
         status = f"{self._prefix}/status/{recipient}"
+        topics = [f"{self._prefix}/tasks/{recipient}/+"]
+        if on_receipt is not None:
+            topics.append(f"{self._prefix}/tasks/{recipient}/+/ack")
         self.transport = MqttTransport(
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
-            client_id=f"mqtthub-listen-{recipient}-{os.urandom(3).hex()}",
-            topics=(f"{self._prefix}/tasks/{recipient}/+",),
+            client_id=f"mqtthub-{app_name}-{recipient}-{os.urandom(3).hex()}",
+            topics=tuple(topics),
             handler=self._on_message,
             keepalive=settings.keepalive,
             backoff=Backoff(stable_after=settings.keepalive),
@@ -99,14 +116,25 @@ class TaskListener:
         self.transport.publish(f"{self._prefix}/status/{self.recipient}", b"offline")
         await self.transport.close()
 
+    def receipt(self, task_id: str, state: str) -> bool:
+        """Send a receipt (``delivered``, ``seen`` or ``done``) for one of this recipient's
+        tasks; False when not connected now (send it again once connected)."""
+        topic = f"{self._prefix}/tasks/{self.recipient}/{task_id}/ack"
+        return self.transport.publish(topic, json.dumps({"state": state}).encode())
+
     async def _announce(self) -> None:
         self.transport.publish(f"{self._prefix}/status/{self.recipient}", b"online")
+        if self._on_online is not None:
+            self._on_online()
 
     def _on_message(
         self, topic: str, payload: bytes, _qos: int, _retain: bool, _dup: bool, ack: Ack | None
     ) -> None:
         try:
-            self._take_task(topic, payload)
+            if topic.endswith("/ack"):
+                self._take_receipt(topic, payload)
+            else:
+                self._take_task(topic, payload)
         finally:
             if ack is not None:
                 self.transport.acknowledge([ack])
@@ -123,8 +151,16 @@ class TaskListener:
         if task_id not in self._seen:
             self._remember(task_id)
             self._on_task(task)
-        receipt = json.dumps({"state": "delivered"}).encode()
-        self.transport.publish(f"{topic}/ack", receipt)
+        self.receipt(task_id, "delivered")
+
+    def _take_receipt(self, topic: str, payload: bytes) -> None:
+        task_id = topic.split("/")[-2]
+        try:
+            state = json.loads(payload).get("state")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(state, str) and self._on_receipt is not None:
+            self._on_receipt(task_id, state)
 
     def _load_seen(self) -> set[str]:
         try:

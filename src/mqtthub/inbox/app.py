@@ -1,0 +1,72 @@
+"""Start the inbox: the Qt application, the window, the task file and the broker link."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QApplication
+
+from mqtthub.config import Settings
+from mqtthub.inbox.link import Link
+from mqtthub.inbox.store import InboxStore
+from mqtthub.inbox.window import InboxWindow
+
+__all__ = ["check_connection", "close_inbox", "open_inbox", "run_inbox"]
+
+log = logging.getLogger("mqtthub.inbox")
+
+
+def check_connection(flags: dict[str, Any]) -> tuple[str, bool]:
+    """Run the doctor's checks with the inbox's settings: the report and whether all passed."""
+    from mqtthub.doctor.report import as_text, failed
+    from mqtthub.doctor.run import DoctorOptions, run_doctor
+
+    checks, target = asyncio.run(run_doctor(flags, DoctorOptions()))
+    return as_text(checks, target=target), not failed(checks)
+
+
+def open_inbox(
+    *, settings: Settings, flags: dict[str, Any], recipient: str, state_dir: Path
+) -> InboxWindow:
+    """Show the inbox of ``recipient`` and connect it (a QApplication must exist).
+
+    ``flags`` are the settings flags as given on the command line, for Check connection.
+    Call :func:`close_inbox` (or quit the application through :func:`run_inbox`) to end it.
+    """
+    store = InboxStore(state_dir / f"inbox-{recipient}.sqlite")
+    window = InboxWindow(
+        store=store, recipient=recipient, check_connection=lambda: check_connection(flags)
+    )
+    link = Link(
+        settings=settings, recipient=recipient, state_dir=state_dir, **window.link_callbacks()
+    )
+    window.attach(link)
+    window.show()
+    link.start()
+    log.info("inbox of %s open as client id %s", recipient, link.client_id)
+    return window
+
+
+def close_inbox(window: InboxWindow) -> None:
+    """Say ``offline``, disconnect, close the task file and the window."""
+    if window.link is not None:
+        window.link.stop()
+    window.close_for_good()
+    window.store.close()
+
+
+def run_inbox(*, settings: Settings, flags: dict[str, Any], recipient: str, state_dir: Path) -> int:
+    """Run the inbox until the person quits; the exit status."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("mqtthub inbox")
+    window = open_inbox(settings=settings, flags=flags, recipient=recipient, state_dir=state_dir)
+    app.setQuitOnLastWindowClosed(not window.close_to_tray)
+    try:
+        return app.exec()
+    finally:
+        close_inbox(window)

@@ -1,0 +1,108 @@
+"""The inbox's broker link: a :class:`~mqtthub.client.TaskListener` on its own thread.
+
+The window's thread must never wait on the network, so the listener runs on an asyncio
+loop in a background thread. Its callbacks are called on that thread: the window turns
+them into Qt signals. Calls into the link (:meth:`Link.receipt`, :meth:`Link.stop`) are
+handed to the loop thread-safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mqtthub.client import TaskListener
+from mqtthub.config import Settings
+from mqtthub.transport.base import LinkState
+from mqtthub.transport.history import ConnectionEvent
+
+__all__ = ["Link"]
+
+log = logging.getLogger("mqtthub.inbox")
+
+
+class Link:
+    """Runs the task listener of one recipient until :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        recipient: str,
+        state_dir: Path,
+        on_task: Callable[[dict[str, Any]], None],
+        on_receipt: Callable[[str, str], None],
+        on_event: Callable[[ConnectionEvent], None],
+        on_online: Callable[[], None],
+        on_stopped: Callable[[BaseException | None], None],
+    ) -> None:
+        """Prepare the link; :meth:`start` connects.
+
+        ``on_online`` is called each time the link is subscribed and announced; and
+        ``on_stopped`` once when the listener ends, with its exception if it died.
+        """
+        self._loop = asyncio.new_event_loop()
+        self._on_online = on_online
+        self._on_stopped = on_stopped
+        self.listener = TaskListener(
+            settings=settings,
+            recipient=recipient,
+            on_task=on_task,
+            on_event=on_event,
+            on_receipt=on_receipt,
+            state_dir=state_dir,
+            app_name="inbox",
+            on_online=on_online,
+        )
+        self._thread = threading.Thread(target=self._run, name="mqtthub-inbox-link", daemon=True)
+        #: True once :meth:`stop` was called: the listener's end is then expected.
+        self.stopping = False
+
+    @property
+    def client_id(self) -> str:
+        """This window's MQTT client id (unique per running copy)."""
+        return self.listener.client_id
+
+    def start(self) -> None:
+        """Connect in the background."""
+        self._thread.start()
+
+    def state(self) -> tuple[LinkState, float | None]:
+        """The link's phase now, and when the next attempt starts while waiting for one."""
+        transport = self.listener.transport
+        return transport.state, transport.next_attempt_at
+
+    def receipt(self, task_id: str, state: str, sent: Callable[[bool], None]) -> None:
+        """Send a receipt; ``sent`` is told on the link's thread whether it went out."""
+
+        def send() -> None:
+            sent(self.listener.receipt(task_id, state))
+
+        self._loop.call_soon_threadsafe(send)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say ``offline``, disconnect and wait for the thread (at most ``timeout`` s)."""
+        self.stopping = True
+        if not self._thread.is_alive():
+            return
+        closing = asyncio.run_coroutine_threadsafe(self.listener.close(), self._loop)
+        try:
+            closing.result(timeout)
+        except Exception:  # the link is going away anyway: say why in the log
+            log.exception("closing the broker link failed")
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            self._loop.run_until_complete(self.listener.run())
+        except BaseException as exc:  # reported to the window, which exits
+            log.exception("the broker link stopped")
+            error = exc
+        finally:
+            self._loop.close()
+        self._on_stopped(error)

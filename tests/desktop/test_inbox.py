@@ -1,0 +1,244 @@
+"""`mqtthub inbox` as a person uses it: real Mosquitto, real serve, Qt offscreen."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from mqtthub.inbox.app import close_inbox
+from mqtthub.inbox.window import COLUMNS, InboxWindow
+from mqtthub.transport.history import LinkEvent
+from support.mosquitto import MosquittoBroker, mosquitto_pub
+from support.serve import ServeProcess, serve_for, wait_until
+
+from .conftest import RECIPIENT, OpenInbox
+
+BROKER_S = 30_000  # ms: a broker restart and the link's backoff, on a busy machine
+
+
+def post_task(serve: ServeProcess, title: str, body: str = "check it") -> dict[str, Any]:
+    response = serve.http.post(
+        "/api/tasks", json={"recipient": RECIPIENT, "title": title, "body": body}
+    )
+    assert response.status_code == 201, response.text
+    task: dict[str, Any] = response.json()
+    return task
+
+
+def api_state(serve: ServeProcess, task_id: str) -> str:
+    tasks = serve.get("/api/tasks", params={"recipient": RECIPIENT}).json()
+    return str(next(t["state"] for t in tasks if t["id"] == task_id))
+
+
+def cell(window: InboxWindow, task_id: str, column: str) -> str:
+    row = window.row_of(task_id)
+    assert row is not None, f"task {task_id} not shown"
+    item = window.table.item(row, COLUMNS.index(column))
+    assert item is not None
+    return item.text()
+
+
+def connected(window: InboxWindow) -> bool:
+    return window.link is not None and window.link.state()[0].connected
+
+
+def status(window: InboxWindow) -> str:
+    return window.status_label.text()
+
+
+def test_a_task_appears_within_a_second_highlighted_and_announced_once(
+    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        window = open_window(mosquitto.port)
+        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        assert status(window).startswith(f"Connected to mqtt://127.0.0.1:{mosquitto.port} since")
+        posted = time.monotonic()
+        task = post_task(serve, "<b>Inspect</b> pump 3", "Valve <img src=x> leaks\nsince 6:00")
+        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=5_000)
+        shown_after = time.monotonic() - posted
+        assert shown_after < 1.0, f"shown after {shown_after:.2f} s"
+        # Shown as written, never as markup; new tasks are highlighted and counted.
+        assert cell(window, task["id"], "Title") == "<b>Inspect</b> pump 3"
+        assert cell(window, task["id"], "Text") == "Valve <img src=x> leaks since 6:00"
+        assert cell(window, task["id"], "State") == "new"
+        row = window.row_of(task["id"])
+        assert row is not None
+        item = window.table.item(row, 1)
+        assert item is not None
+        assert item.font().bold()
+        assert window.windowTitle() == f"mqtthub inbox — {RECIPIENT} (1 new)"
+        assert window.announced == [task["id"]]
+        window.table.selectRow(row)
+        assert (
+            window.detail.toPlainText()
+            == "<b>Inspect</b> pump 3\n\nValve <img src=x> leaks\nsince 6:00"
+        )
+        wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
+
+
+def test_seen_and_done_buttons_move_the_task_on_the_server(
+    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        window = open_window(mosquitto.port)
+        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        task = post_task(serve, "Replace filter")
+        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=5_000)
+
+        seen = window.button(task["id"], "Seen")
+        assert seen is not None
+        qtbot.mouseClick(seen, Qt.MouseButton.LeftButton)
+        assert cell(window, task["id"], "State") == "seen"
+        assert window.windowTitle() == f"mqtthub inbox — {RECIPIENT}"
+        wait_until(lambda: api_state(serve, task["id"]) == "seen", what="seen on the server")
+        seen = window.button(task["id"], "Seen")
+        assert seen is not None
+        assert not seen.isEnabled()
+
+        done = window.button(task["id"], "Done")
+        assert done is not None
+        qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
+        assert cell(window, task["id"], "State") == "done"
+        wait_until(lambda: api_state(serve, task["id"]) == "done", what="done on the server")
+        done = window.button(task["id"], "Done")
+        assert done is not None
+        assert not done.isEnabled()
+
+
+def test_broker_stopped_shows_the_reason_and_the_link_comes_back_by_itself(
+    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        window = open_window(mosquitto.port)
+        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        mosquitto.stop()
+        qtbot.waitUntil(lambda: "next attempt in" in status(window), timeout=BROKER_S)
+        text = status(window)
+        assert text.startswith("Disconnected: "), text
+        assert (
+            "connection to the broker was lost" in text
+            or "the broker is shutting down" in text
+            or f"nothing listens at mqtt://127.0.0.1:{mosquitto.port}" in text
+        ), text
+        assert window.status_label.styleSheet() == "color: #b71c1c"
+
+        mosquitto.start()
+        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        assert status(window).startswith("Connected to ")
+        # Subscribed again: a new task arrives (serve reconnects on its own backoff).
+        wait_until(lambda: serve.get("/healthz").status_code == 200, timeout=30, what="serve")
+        task = post_task(serve, "After the restart")
+        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=BROKER_S)
+
+
+def test_client_id_taken_over_is_said_in_words(
+    mosquitto: MosquittoBroker, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    """Another program connecting with the window's client id, again and again (Mosquitto
+    2.0.11 closes the taken-over connection without a reason code)."""
+    window = open_window(mosquitto.port)
+    assert window.link is not None
+    for _ in range(3):
+        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        mosquitto_pub(mosquitto, "elsewhere/x", "1", client_id=window.link.client_id)
+        qtbot.waitUntil(lambda: not connected(window), timeout=10_000)
+    qtbot.waitUntil(lambda: "took over the connection" in status(window), timeout=BROKER_S)
+    assert "another program connected with this window's client id" in status(window)
+
+
+def test_a_task_posted_while_the_app_was_closed_appears_once(
+    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        task = post_task(serve, "Missed while away")
+        first = open_window(mosquitto.port)
+        qtbot.waitUntil(lambda: first.row_of(task["id"]) is not None, timeout=BROKER_S)
+        wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
+        assert first.announced == [task["id"]]
+        close_inbox(first)
+
+        again = open_window(mosquitto.port)  # the same computer, started again
+        qtbot.waitUntil(lambda: connected(again), timeout=BROKER_S)
+        later = post_task(serve, "After the restart")
+        qtbot.waitUntil(lambda: again.row_of(later["id"]) is not None, timeout=5_000)
+        assert again.table.rowCount() == 2
+        assert cell(again, task["id"], "Title") == "Missed while away"
+        assert again.announced == [later["id"]]  # the old one is not announced twice
+
+
+def test_two_copies_both_show_the_task_follow_each_other_and_never_kick_each_other(
+    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        desk = open_window(mosquitto.port, state_dir=tmp_path / "desk")
+        laptop = open_window(mosquitto.port, state_dir=tmp_path / "laptop")
+        qtbot.waitUntil(lambda: connected(desk) and connected(laptop), timeout=BROKER_S)
+        assert desk.link is not None
+        assert laptop.link is not None
+        assert desk.link.client_id != laptop.link.client_id
+        task = post_task(serve, "For both copies")
+        for window in (desk, laptop):
+            qtbot.waitUntil(lambda w=window: w.row_of(task["id"]) is not None, timeout=5_000)
+            assert window.announced == [task["id"]]
+
+        done = desk.button(task["id"], "Done")
+        assert done is not None
+        qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: cell(laptop, task["id"], "State") == "done", timeout=5_000)
+        wait_until(lambda: api_state(serve, task["id"]) == "done", what="done on the server")
+        for window in (desk, laptop):
+            assert [e.event for e in window.history.events] == [LinkEvent.CONNECTED]
+
+
+def test_two_copies_on_one_computer_announce_a_task_once(
+    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        one = open_window(mosquitto.port)
+        two = open_window(mosquitto.port)
+        qtbot.waitUntil(lambda: connected(one) and connected(two), timeout=BROKER_S)
+        task = post_task(serve, "Shared desk")
+        for window in (one, two):
+            qtbot.waitUntil(lambda w=window: w.row_of(task["id"]) is not None, timeout=5_000)
+        assert sorted(one.announced + two.announced) == [task["id"]]
+
+
+def test_closed_to_the_tray_it_keeps_receiving(
+    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        window = open_window(mosquitto.port)
+        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        window.close_to_tray = True  # as where the platform has a tray (offscreen has none)
+        window.close()
+        assert not window.isVisible()
+        task = post_task(serve, "While hidden")
+        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=5_000)
+        assert window.announced == [task["id"]]
+        assert connected(window)
+        window.bring_back()
+        assert window.isVisible()
+
+
+def test_check_connection_shows_the_doctors_report_in_the_window(
+    mosquitto: MosquittoBroker, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    window = open_window(mosquitto.port)
+    qtbot.mouseClick(window.check_button, Qt.MouseButton.LeftButton)
+    assert window.check_output.isVisible()
+    qtbot.waitUntil(lambda: window.check_button.isEnabled(), timeout=BROKER_S)
+    report = window.check_output.toPlainText()
+    assert report.startswith(f"mqtthub doctor: mqtt://127.0.0.1:{mosquitto.port}"), report
+    assert report.endswith("all good"), report
+
+    mosquitto.stop()
+    qtbot.mouseClick(window.check_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.check_button.isEnabled(), timeout=BROKER_S)
+    report = window.check_output.toPlainText()
+    assert "1 failed" in report, report
+    assert window.check_output.styleSheet() == "color: #b71c1c"
