@@ -34,6 +34,16 @@ def _settings(**flags: Any) -> Settings:
         sys.exit(2)
 
 
+def _recipient(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from mqtthub.client import check_recipient
+
+    try:
+        check_recipient(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.group()
 @click.version_option(__version__, prog_name="mqtthub")
 def main() -> None:
@@ -213,7 +223,12 @@ def doctor(
 
 @main.command()
 @settings_options
-@click.option("--recipient", required=True, help="Whose tasks to receive, e.g. 61016968.")
+@click.option(
+    "--recipient",
+    required=True,
+    callback=_recipient,
+    help="Whose tasks to receive, e.g. 61016968.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -266,7 +281,12 @@ def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
 
 @main.command()
 @settings_options
-@click.option("--recipient", required=True, help="Whose tasks to receive, e.g. 61016968.")
+@click.option(
+    "--recipient",
+    required=True,
+    callback=_recipient,
+    help="Whose tasks to receive, e.g. 61016968.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -40,9 +40,15 @@ from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import Ack, MqttTransport
 from mqtthub.transport.history import ConnectionEvent
 
-__all__ = ["TaskListener"]
+__all__ = ["TaskListener", "check_recipient"]
 
 log = logging.getLogger("mqtthub.client")
+
+
+def check_recipient(recipient: str) -> None:
+    """Raise ValueError unless ``recipient`` is one topic level (no ``/``, ``+``, ``#``)."""
+    if not recipient or any(c in recipient for c in "/+#"):
+        raise ValueError(f"a recipient is one topic level (no /, + or #): {recipient!r}")
 
 
 class TaskListener:
@@ -74,8 +80,7 @@ class TaskListener:
             app_name: the middle part of the client id (``mqtthub-<app_name>-...``).
             on_online: called each time the listener is subscribed and has said ``online``.
         """
-        if not recipient or any(c in recipient for c in "/+#"):
-            raise ValueError(f"a recipient is one topic level (no /, + or #): {recipient!r}")
+        check_recipient(recipient)
         self.recipient = recipient
         self._prefix = settings.app_prefix
         self._on_task = on_task

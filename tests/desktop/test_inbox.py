@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,9 +14,15 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from mqtthub.inbox.app import close_inbox
+from mqtthub.inbox.store import InboxStore
 from mqtthub.inbox.window import COLUMNS, InboxWindow
 from mqtthub.transport.history import LinkEvent
-from support.mosquitto import MosquittoBroker, mosquitto_pub
+from support.mosquitto import (
+    MosquittoBroker,
+    mosquitto_pub,
+    mosquitto_sub_once,
+    mosquitto_subscribe_persistent,
+)
 from support.serve import ServeProcess, serve_for, wait_until
 
 from .conftest import RECIPIENT, OpenInbox
@@ -242,3 +252,46 @@ def test_check_connection_shows_the_doctors_report_in_the_window(
     report = window.check_output.toPlainText()
     assert "1 failed" in report, report
     assert window.check_output.styleSheet() == "color: #b71c1c"
+
+
+def test_the_inbox_command_runs_receives_and_quits_on_sigterm(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """`mqtthub inbox` as a person starts it: the window receives a task, SIGTERM closes it
+    cleanly (the broker hears `offline`), and the task stays in its file."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MQTT")}
+    state = tmp_path / "state"
+    status_topic = f"mqtt_app/status/{RECIPIENT}"
+    mosquitto_subscribe_persistent(mosquitto, status_topic, client_id="status-watch")
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        inbox = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "mqtthub", "inbox", "--recipient", RECIPIENT),
+                *("--state-dir", str(state)),
+            ],
+            env={
+                **clean,
+                "QT_QPA_PLATFORM": "offscreen",
+                "MQTTHUB_BROKER_URL": f"mqtt://127.0.0.1:{mosquitto.port}",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            task = post_task(serve, "From the command")
+            wait_until(
+                lambda: api_state(serve, task["id"]) == "delivered", timeout=30, what="delivered"
+            )
+            inbox.send_signal(signal.SIGTERM)
+            assert inbox.wait(15) == 0, inbox.stdout.read() if inbox.stdout else ""
+        finally:
+            if inbox.poll() is None:
+                inbox.kill()
+                inbox.wait()
+    said = mosquitto_sub_once(
+        mosquitto, status_topic, count=2, client_id="status-watch", clean_session=False
+    )
+    assert said == ["online", "offline"]
+    store = InboxStore(state / f"inbox-{RECIPIENT}.sqlite")
+    assert [t.title for t in store.tasks()] == ["From the command"]
+    store.close()

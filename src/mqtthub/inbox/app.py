@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ def run_inbox(*, settings: Settings, flags: dict[str, Any], recipient: str, stat
     app.setApplicationName("mqtthub inbox")
     window = open_inbox(settings=settings, flags=flags, recipient=recipient, state_dir=state_dir)
     app.setQuitOnLastWindowClosed(not window.close_to_tray)
+    # Qt's loop runs Python code often (the status bar's timer), so these handlers run.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: app.quit())
     try:
         return app.exec()
     finally:
