@@ -46,6 +46,7 @@ __all__ = ["InboxWindow", "LinkSignals"]
 log = logging.getLogger("mqtthub.inbox")
 
 COLUMNS = ("Arrived", "Title", "Text", "State", "")
+ACTIONS = len(COLUMNS) - 1  # the column of the Seen and Done buttons
 NEW_BACKGROUND = QColor("#fff3c4")
 STATUS_REFRESH_MS = 250
 
@@ -91,6 +92,7 @@ class InboxWindow(QMainWindow):
         #: The link's connection events and what they show (set by :meth:`attach`).
         self.history = ConnectionHistory("")
         self._quitting = False
+        self._shown: list[str] = []  # task ids in table order
         #: Task ids this window announced (a tray message, or an alert where none).
         self.announced: list[str] = []
         self._title = f"mqtthub inbox — {recipient}"
@@ -123,6 +125,7 @@ class InboxWindow(QMainWindow):
         header.setFont(font)
         self.check_button = QPushButton("Check connection")
         self.check_button.clicked.connect(self.check_connection)
+        self.check_button.setMinimumWidth(self.check_button.sizeHint().width())
         top = QHBoxLayout()
         top.addWidget(header)
         top.addStretch(1)
@@ -156,7 +159,7 @@ class InboxWindow(QMainWindow):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(lower)
-        splitter.setSizes([340, 140])
+        splitter.setSizes([300, 180])
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -281,40 +284,49 @@ class InboxWindow(QMainWindow):
             self._send_receipt(task_id, state)
 
     def refresh_tasks(self) -> None:
-        """Show the stored tasks, newest first; new ones highlighted."""
-        selected = self.selected_task_id()
+        """Show the stored tasks, newest first; new ones highlighted. Rows (and their
+        buttons) are rebuilt only when tasks came or went, else updated in place."""
         tasks = self.store.tasks()
-        self.table.setRowCount(len(tasks))
+        ids = [task.task_id for task in tasks]
+        if ids != self._shown:
+            selected = self.selected_task_id()
+            self.table.setRowCount(0)
+            self.table.setRowCount(len(tasks))
+            for row, task in enumerate(tasks):
+                self.table.setCellWidget(row, ACTIONS, self._actions(task.task_id))
+            self._shown = ids
+            if selected in ids:
+                self.table.selectRow(ids.index(selected))
         for row, task in enumerate(tasks):
-            arrived = datetime.fromtimestamp(task.arrived_at).strftime("%Y-%m-%d %H:%M")
-            cells = (arrived, task.title, task.body.replace("\n", " "), str(task.state))
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setData(Qt.ItemDataRole.UserRole, task.task_id)
-                if task.state is TaskState.NEW:
-                    item.setBackground(QBrush(NEW_BACKGROUND))
-                    font = item.font()
-                    font.setBold(True)
-                    item.setFont(font)
-                self.table.setItem(row, column, item)
-            self.table.setCellWidget(row, len(COLUMNS) - 1, self._actions(task))
-            if task.task_id == selected:
-                self.table.selectRow(row)
+            self._fill_row(row, task)
         new = sum(task.state is TaskState.NEW for task in tasks)
         self.setWindowTitle(f"{self._title} ({new} new)" if new else self._title)
 
-    def _actions(self, task: InboxTask) -> QWidget:
+    def _fill_row(self, row: int, task: InboxTask) -> None:
+        arrived = datetime.fromtimestamp(task.arrived_at).strftime("%Y-%m-%d %H:%M")
+        cells = (arrived, task.title, task.body.replace("\n", " "), str(task.state))
+        for column, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, task.task_id)
+            if task.state is TaskState.NEW:
+                item.setBackground(QBrush(NEW_BACKGROUND))
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            self.table.setItem(row, column, item)
+        seen, done = self.button(task.task_id, "Seen"), self.button(task.task_id, "Done")
+        if seen is not None and done is not None:
+            seen.setEnabled(task.state is TaskState.NEW)
+            done.setEnabled(task.state is not TaskState.DONE)
+
+    def _actions(self, task_id: str) -> QWidget:
         cell = QWidget()
         layout = QHBoxLayout(cell)
         layout.setContentsMargins(2, 0, 2, 0)
         for label, state in (("Seen", TaskState.SEEN), ("Done", TaskState.DONE)):
             button = QPushButton(label)
-            button.setObjectName(f"{label.lower()}:{task.task_id}")
-            if state is TaskState.SEEN:
-                button.setEnabled(task.state is TaskState.NEW)
-            else:
-                button.setEnabled(task.state is not TaskState.DONE)
-            button.clicked.connect(lambda _checked=False, s=state: self.mark(task.task_id, s))
+            button.setObjectName(f"{label.lower()}:{task_id}")
+            button.clicked.connect(lambda _checked=False, s=state: self.mark(task_id, s))
             layout.addWidget(button)
         return cell
 
@@ -329,7 +341,7 @@ class InboxWindow(QMainWindow):
     def button(self, task_id: str, label: str) -> QPushButton | None:
         """The ``Seen`` or ``Done`` button of a task's row."""
         row = self.row_of(task_id)
-        cell = None if row is None else self.table.cellWidget(row, len(COLUMNS) - 1)
+        cell = None if row is None else self.table.cellWidget(row, ACTIONS)
         if cell is None:
             return None
         return cell.findChild(QPushButton, f"{label.lower()}:{task_id}")
