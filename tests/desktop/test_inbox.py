@@ -17,8 +17,10 @@ from mqtthub.inbox.app import close_inbox
 from mqtthub.inbox.store import InboxStore
 from mqtthub.inbox.window import COLUMNS, InboxWindow
 from mqtthub.transport.history import LinkEvent
+from support.certs import TlsFiles
 from support.mosquitto import (
     MosquittoBroker,
+    MosquittoFactory,
     mosquitto_pub,
     mosquitto_sub_once,
     mosquitto_subscribe_persistent,
@@ -159,6 +161,27 @@ def test_client_id_taken_over_is_said_in_words(
         qtbot.waitUntil(lambda: not connected(window), timeout=10_000)
     qtbot.waitUntil(lambda: "took over the connection" in status(window), timeout=BROKER_S)
     assert "another program connected with this window's client id" in status(window)
+
+
+def test_a_wrong_password_and_an_untrusted_certificate_are_said_in_words(
+    mosquitto_factory: MosquittoFactory, tls_files: TlsFiles, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    guarded = mosquitto_factory(users={"app": "right-pass"})
+    wrong = open_window(guarded.port, broker_url=f"mqtt://app:wrong@127.0.0.1:{guarded.port}")
+    qtbot.waitUntil(lambda: "next attempt in" in status(wrong), timeout=BROKER_S)
+    assert status(wrong).startswith(
+        "Disconnected: not authorized: the broker refused the user name or password"
+    ), status(wrong)
+    assert "wrong" not in status(wrong)  # the password is never shown
+
+    tls = mosquitto_factory(tls=tls_files)
+    untrusted = open_window(
+        tls.port,
+        broker_url=f"mqtts://localhost:{tls.port}",
+        ca_file=str(tls_files.other_ca_file),
+    )
+    qtbot.waitUntil(lambda: "next attempt in" in status(untrusted), timeout=BROKER_S)
+    assert status(untrusted).startswith("Disconnected: TLS problem: TLS certificate not trusted")
 
 
 def test_a_task_posted_while_the_app_was_closed_appears_once(
