@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from mqtthub.inbox.app import close_inbox
+from mqtthub.client import TaskListener
+from mqtthub.config import load_settings
+from mqtthub.inbox.app import close_inbox, run_inbox
 from mqtthub.inbox.store import InboxStore
 from mqtthub.inbox.window import COLUMNS, InboxWindow
 from mqtthub.transport.history import LinkEvent
@@ -318,3 +321,24 @@ def test_the_inbox_command_runs_receives_and_quits_on_sigterm(
     store = InboxStore(state / f"inbox-{RECIPIENT}.sqlite")
     assert [t.title for t in store.tasks()] == ["From the command"]
     store.close()
+
+
+def test_a_dead_link_is_logged_shown_and_ends_the_app_with_status_1(
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Supervision: the listener ending by a bug (a fake: its run raises) is not silent."""
+
+    async def broken(_self: TaskListener) -> None:
+        raise RuntimeError("a bug in the listener")
+
+    monkeypatch.setattr(TaskListener, "run", broken)
+    flags = {"broker_url": f"mqtt://127.0.0.1:{mosquitto.port}"}
+    status = run_inbox(
+        settings=load_settings(**flags), flags=flags, recipient=RECIPIENT, state_dir=tmp_path
+    )
+    assert status == 1
+    assert "the broker link stopped" in caplog.text
+    assert "a bug in the listener" in caplog.text

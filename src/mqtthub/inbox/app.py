@@ -20,6 +20,8 @@ __all__ = ["check_connection", "close_inbox", "open_inbox", "run_inbox"]
 
 log = logging.getLogger("mqtthub.inbox")
 
+QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 def check_connection(flags: dict[str, Any]) -> tuple[str, bool]:
     """Run the doctor's checks with the inbox's settings: the report and whether all passed."""
@@ -68,9 +70,10 @@ def run_inbox(*, settings: Settings, flags: dict[str, Any], recipient: str, stat
     window = open_inbox(settings=settings, flags=flags, recipient=recipient, state_dir=state_dir)
     app.setQuitOnLastWindowClosed(not window.close_to_tray)
     # Qt's loop runs Python code often (the status bar's timer), so these handlers run.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda _sig, _frame: app.quit())
+    previous = {sig: signal.signal(sig, lambda _sig, _frame: app.quit()) for sig in QUIT_SIGNALS}
     try:
         return app.exec()
     finally:
         close_inbox(window)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
