@@ -35,6 +35,7 @@ from mqtthub.stats import Stats, combine
 from mqtthub.store import queries
 from mqtthub.store.database import Store, record_connection_event
 from mqtthub.store.notify import EventRelay
+from mqtthub.store.sessions import record_connected
 from mqtthub.store.workers import live_workers, record_worker
 from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
@@ -54,6 +55,7 @@ log = logging.getLogger("mqtthub")
 SHUTDOWN_BUDGET_S = 8.0
 RETRY_CAP_S = 5.0  # longest wait between retries of a receipt while the database is down
 WORKER_REFRESH_S = 2  # how often a worker sharing the stream stores its counters
+CONNECTED_REFRESH_S = 10  # how often a connected serve notes it in mqtt_sessions
 
 
 def shared_filters(group: str | None, filters: tuple[str, ...]) -> tuple[str, ...]:
@@ -123,6 +125,7 @@ class Service:
         self._stop = asyncio.Event()
         self._stable_timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._session_id: str | None = None  # set by _serve with a persistent session
         self.supervisor = Supervisor(on_failure=lambda _failure: self._stop.set())
 
     async def run(self) -> None:
@@ -143,7 +146,7 @@ class Service:
         try:
             store = await asyncio.to_thread(Store.open, settings.sqlalchemy_url)
             log.info("database ready: %s", store.engine.url.render_as_string(hide_password=True))
-            await self._serve(store, http_socket)
+            await self._serve(store, http_socket, embedded_broker=broker is not None)
             if self.supervisor.failure is not None:
                 raise self.supervisor.failure
         finally:
@@ -159,10 +162,15 @@ class Service:
         """False for the workers ``serve --workers`` starts besides the first."""
         return not self.settings.worker_index
 
-    async def _serve(self, store: Store, http_socket: socket.socket | None) -> None:
+    async def _serve(
+        self, store: Store, http_socket: socket.socket | None, *, embedded_broker: bool = False
+    ) -> None:
         settings = self.settings
         self.events = EventBus()
         client_id = settings.effective_client_id()
+        # With a persistent session, each batch records what may be unacknowledged at the
+        # broker and the client id's last connection (mqtt_sessions, issue 16).
+        self._session_id = client_id if settings.persistent_session else None
         self.history = ConnectionHistory(client_id)
         share_group = settings.effective_share_group
         self.leadership = Leadership(settings.sqlalchemy_url) if share_group is not None else None
@@ -214,9 +222,17 @@ class Service:
             follow_topics=lambda topics: self.transport.add_topics(
                 shared_filters(share_group, tuple(topics))
             ),
+            session_id=self._session_id,
         )
         await writer.load()
         self._writer = writer
+        previous = writer.previous_session
+        session_options: dict[str, Any] = {}
+        if self._session_id is not None:
+            session_options["redeliveries"] = lambda: writer.unacked.pairs()
+            # A broker this process started itself has no session from the previous run.
+            if previous is not None and not embedded_broker:
+                session_options["previous_connection"] = previous.connected_at
         self.transport = transport = self._transport_factory(
             endpoint=settings.broker,
             ssl_context=build_ssl_context(settings) if settings.broker.tls else None,
@@ -239,6 +255,7 @@ class Service:
             on_event=self._on_connection_event,
             mqtt_version=settings.mqtt_version,
             client_cert=settings.client_cert is not None,
+            **session_options,
         )
         self.downlink = Downlink(
             execute_write=writer.execute_write,
@@ -360,6 +377,9 @@ class Service:
         except Exception:  # e.g. the writer died on it: shut the rest down all the same
             log.exception("could not flush the queue; unacknowledged messages stay at the broker")
         await asyncio.sleep(0)  # let acknowledgements of the last batch go out
+        if transport.state.connected:  # this run's end, for the next run's session check
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._note_connected(), timeout=1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(transport.close(), timeout=3.0)
         tasks = self.supervisor.tasks
@@ -454,6 +474,11 @@ class Service:
         while True:
             await asyncio.sleep(1.0)
             ticks += 1
+            if ticks % CONNECTED_REFRESH_S == 0 and self.transport.state.connected:
+                try:
+                    await self._note_connected()
+                except StoreError as exc:  # the writer reports outages on /healthz
+                    log.debug("could not note the connection: %s", exc)
             if sources.worker is not None and ticks % WORKER_REFRESH_S == 0:
                 try:
                     await self._writer.execute_write(
@@ -485,6 +510,12 @@ class Service:
                 },
             )
 
+    async def _note_connected(self) -> None:
+        """Record in mqtt_sessions that this client id is connected now (persistent
+        sessions only): a restart compares it with the broker's session-present flag."""
+        if self._session_id is not None:
+            await self._writer.execute_write(record_connected, self._session_id, time.time())
+
     def _room_made(self) -> None:
         """The writer took a batch: read from the broker again once half the queue is free."""
         if self._paused and self.queue.qsize() <= self.settings.queue_size // 2:
@@ -500,6 +531,10 @@ class Service:
             self._stable_timer = asyncio.get_running_loop().call_later(
                 SHORT_SESSION_S, self.history.stable
             )
+            noted = asyncio.ensure_future(self._note_connected())
+            self._pending.add(noted)
+            noted.add_done_callback(self._pending.discard)
+            noted.add_done_callback(_log_failure)
         diagnosis = self.history.add(event)
         if diagnosis is not None:
             evidence = "; ".join(

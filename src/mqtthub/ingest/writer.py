@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine
 
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.events import EventBus, RecentMessages
+from mqtthub.ingest.redelivery import Pair, UnackedWindow, decode, encode, fingerprint
 from mqtthub.logutil import RateLimitedLog
 from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status
 from mqtthub.metrics import Metrics
@@ -37,6 +38,7 @@ from mqtthub.stats import Stats
 from mqtthub.store.database import Store
 from mqtthub.store.errors import translated
 from mqtthub.store.notify import Event, notify
+from mqtthub.store.sessions import SessionRecord, load_session, record_unacked
 
 log = logging.getLogger("mqtthub.writer")
 presence_log = logging.getLogger("mqtthub.presence")
@@ -83,6 +85,7 @@ class BatchWriter:
         subscribed: Sequence[str] = (),
         follow_topics: Callable[[list[str]], None] | None = None,
         on_committed: Callable[[Batch], None] | None = None,
+        session_id: str | None = None,
     ) -> None:
         """Set up the writer; nothing runs until :meth:`run`.
 
@@ -93,6 +96,9 @@ class BatchWriter:
         ``profiles`` read the messages (None: mqtthub's own parser); topics they start
         following that ``subscribed`` does not cover yet go to ``follow_topics``.
         ``on_committed`` sees every committed batch (alert rules), on the event loop.
+        ``session_id`` (serve's MQTT client id): each batch records, in its transaction,
+        the QoS 1 messages whose PUBACK may not have reached the broker yet (``unacked``),
+        so a redelivery without DUP after a crash is recognised (ingest/redelivery.py).
         """
         self.store = store
         self.queue = queue
@@ -118,6 +124,11 @@ class BatchWriter:
         self._known_info: dict[tuple[str, str], MetricInfo] = {}
         self.on_committed = on_committed or (lambda _batch: None)
         self._shared = worker_id is not None
+        self._session_id = session_id
+        #: QoS 1 messages committed whose PUBACK may not have reached the broker.
+        self.unacked = UnackedWindow()
+        #: What the previous run of this client id left (None: none, or no session_id).
+        self.previous_session: SessionRecord | None = None
         self._is_leader = is_leader or (lambda: True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtthub-writer")
         self._dead_letter_log = RateLimitedLog(log)
@@ -129,6 +140,11 @@ class BatchWriter:
         for device_id, state in states.items():
             self.presence.load(device_id, state)
         log.info("presence loaded for %d devices", len(states))
+        if self._session_id is not None:
+            record = await self._in_thread(self.store.read, load_session, self._session_id)
+            self.previous_session = record
+            if record is not None:
+                self.unacked = UnackedWindow(decode(record.unacked))
 
     async def run(self) -> None:
         """Write batches and expire presence deadlines until :meth:`stop`."""
@@ -221,6 +237,7 @@ class BatchWriter:
             self._acknowledge([message.ack for message in messages if message.ack is not None])
             self._database_up()
             self._account(batch, time.perf_counter() - started)
+        self.unacked.acknowledged()
         if self._new_topics:  # read after the writer thread finished with the batch
             topics, self._new_topics = self._new_topics, []
             self._follow_topics(topics)
@@ -261,16 +278,22 @@ class BatchWriter:
         each message once.
         """
         batch: Batch | None = None
+        pairs = _pairs(messages) if self._session_id is not None else []
         try:
             with self.store.transaction() as connection:
                 batch = self._prepare(messages, connection)
                 self.store.write_batch(connection, batch)
+                if pairs:
+                    window = encode(self.unacked.with_batch(pairs))
+                    record_unacked(connection, self._session_id or "", window, time.time())
                 if self._worker_id is not None:
                     notify(connection, self._worker_id, batch_events(batch))
         except BaseException:
             if batch is not None:
                 self.presence.restore(batch.presence_before)
             raise
+        if pairs:
+            self.unacked.committed(pairs)
         if len(self._known_info) > KNOWN_INFO_LIMIT:
             self._known_info.clear()
         self._known_info.update(batch.metric_info)
@@ -468,6 +491,20 @@ class BatchWriter:
                 change.reason,
                 f": {change.detail}" if change.detail else "",
             )
+
+
+def _pairs(messages: list[RawMessage]) -> list[Pair]:
+    """(packet id, fingerprint) of the QoS 1 messages of a batch (the transport's ``Ack``
+    has a ``packet_id``; a test transport's ack may be the packet id itself)."""
+    pairs: list[Pair] = []
+    for message in messages:
+        ack = message.ack
+        if ack is None:
+            continue
+        packet_id = getattr(ack, "packet_id", ack)
+        if isinstance(packet_id, int):
+            pairs.append((packet_id, fingerprint(message.topic, message.payload)))
+    return pairs
 
 
 def batch_events(batch: Batch) -> list[Event]:

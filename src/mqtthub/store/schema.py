@@ -290,3 +290,17 @@ notifications = Table(
     Column("detail", Text, nullable=False),
     Index("ix_notifications_at", "at"),
 )
+
+# One row per MQTT client id of ``serve`` (issue 16): the QoS 1 messages its last batches
+# committed whose PUBACK may not have reached the broker (``unacked``: 10 bytes a message,
+# packet id and fingerprint, see ingest/redelivery.py), written in each batch's
+# transaction, and when that client id was last connected (``connected_at``), so a restart
+# can tell a lost session from a fresh install.
+mqtt_sessions = Table(
+    "mqtt_sessions",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("unacked", LargeBinary, nullable=True),
+    Column("unacked_at", Double, nullable=True),
+    Column("connected_at", Double, nullable=True),
+)

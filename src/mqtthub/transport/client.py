@@ -25,6 +25,7 @@ from gmqtt.mqtt.protocol import MQTTProtocol
 
 from mqtthub.config import BrokerEndpoint, MqttVersion
 from mqtthub.errors import BrokerError, ConnectRefusedError
+from mqtthub.ingest.redelivery import MAX_PAIRS, Pair, RedeliveryFilter, fingerprint
 from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.base import LinkPhase, LinkState, MessageHandler
@@ -36,6 +37,9 @@ log = logging.getLogger("mqtthub.mqtt")
 
 #: Told about every connect, refusal, failure and disconnect.
 EventHandler = Callable[[ConnectionEvent], None]
+#: The (packet id, fingerprint) pairs of QoS 1 messages stored whose PUBACK may not have
+#: reached the broker (the writer's window; see ingest/redelivery.py).
+RedeliverySource = Callable[[], Sequence[Pair]]
 REDIRECTS = frozenset({"use_another_server", "server_moved"})
 
 PROTOCOL_NAMES = {MQTTv50: "MQTT 5", MQTTv311: "MQTT 3.1.1"}
@@ -48,11 +52,14 @@ class Ack(NamedTuple):
     """What acknowledging one QoS 1 message takes: its connection and packet id.
 
     A message received on a connection that has since been lost is not acknowledged:
-    the broker redelivers it on the next session.
+    the broker redelivers it on the next session (``topic`` and ``payload`` then say what
+    it was, so the redelivery is recognised even without DUP).
     """
 
     connection: _Connection
     packet_id: int
+    topic: str = ""
+    payload: bytes = b""
 
 
 class ClientCertRefusedError(BrokerError):
@@ -136,7 +143,11 @@ class _Connection:
     """
 
     def __init__(
-        self, client: ManagedClient, version: int, on_publish: MessageHandler | None = None
+        self,
+        client: ManagedClient,
+        version: int,
+        on_publish: MessageHandler | None = None,
+        redeliveries: RedeliverySource | None = None,
     ) -> None:
         self.client = client
         self.version = version
@@ -150,6 +161,9 @@ class _Connection:
         self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
         self._held = False  # backpressure: see hold()
         self._guarded = False
+        # Armed by a CONNACK with session present: see ingest/redelivery.py.
+        self._redeliveries = redeliveries
+        self.redelivery_filter: RedeliveryFilter | None = None
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         handler = client._package_handler
@@ -161,6 +175,11 @@ class _Connection:
                 self.server_reference = self._reference(packet[2:])
             if len(packet) >= 2 and packet[1] == 0:  # gmqtt does not keep session present
                 self.session_present = bool(packet[0] & 0x01)
+                if self.session_present and self._redeliveries is not None:
+                    # Before gmqtt sees the CONNACK: the resumed session's redeliveries
+                    # may follow in the same read.
+                    armed = RedeliveryFilter(self._redeliveries())
+                    self.redelivery_filter = armed if armed.active else None
             handle_connack(cmd, packet)
 
         handler._handle_connack_packet = capture_connack
@@ -204,16 +223,39 @@ class _Connection:
                     if byte < 0x80:
                         break
                 end += length
+            text = topic.decode("utf-8", errors="replace")
+            payload = packet[end:]
+            if self.redelivery_filter is not None and self._redelivered(text, payload, packet_id):
+                return
             on_publish(
-                topic.decode("utf-8", errors="replace"),
-                packet[end:],
+                text,
+                payload,
                 qos,
                 bool(header & 0x01),
                 bool(header & 0x08),
-                None if packet_id is None else Ack(self, packet_id),
+                None if packet_id is None else Ack(self, packet_id, text, payload),
             )
 
         handler._handle_publish_packet = handle_publish
+
+    def _redelivered(self, topic: str, payload: bytes, packet_id: int | None) -> bool:
+        """Is this one of the first messages of a resumed session, re-sending a message
+        that is stored already? Then it is acknowledged here and goes no further."""
+        check = self.redelivery_filter
+        assert check is not None
+        value = None if packet_id is None else fingerprint(topic, payload)
+        matched = check.check(packet_id, value)
+        if matched and packet_id is not None:
+            self.send_pubacks([packet_id])
+        if not check.active:
+            self.redelivery_filter = None
+            if check.matched:
+                log.info(
+                    "acknowledged %d message(s) the broker re-sent on resuming the session "
+                    "(stored before their acknowledgement was lost; not stored again)",
+                    check.matched,
+                )
+        return matched
 
     def hold(self, held: bool) -> None:
         """Stop (True) or restart (False) reading from the socket.
@@ -251,13 +293,15 @@ class _Connection:
             else:
                 transport.resume_reading()
 
-    def send_pubacks(self, packet_ids: Sequence[int]) -> None:
-        """Acknowledge QoS 1 messages of this connection, in one write."""
+    def send_pubacks(self, packet_ids: Sequence[int]) -> bool:
+        """Acknowledge QoS 1 messages of this connection, in one write; False when the
+        connection is lost (the broker re-sends them on the next session)."""
         connection = getattr(self.client, "_connection", None)
         if connection is None or self.lost.is_set():
-            return
+            return False
         data = b"".join(_PUBACK.pack(_PUBACK_TYPE, 2, packet_id) for packet_id in packet_ids)
         connection._protocol.write_data(data)
+        return True
 
     def _reference(self, properties: bytes) -> str | None:
         with contextlib.suppress(Exception):
@@ -368,6 +412,8 @@ class MqttTransport:
         will: tuple[str, bytes] | None = None,
         client_cert: bool = False,
         on_subscribed: Callable[[], Awaitable[None]] | None = None,
+        redeliveries: RedeliverySource | None = None,
+        previous_connection: float | None = None,
     ) -> None:
         """Configure the transport; nothing connects until :meth:`run`.
 
@@ -393,6 +439,12 @@ class MqttTransport:
             on_subscribed: awaited after each successful subscribe (e.g. to say "online").
             client_cert: whether ``ssl_context`` carries a client certificate (to name a
                 broker's refusal of it, or its demand for one).
+            redeliveries: the QoS 1 messages stored whose PUBACK may not have reached the
+                broker: on a resumed session, the first messages that match them are
+                acknowledged and not handed on (redeliveries without DUP, issue 16).
+            previous_connection: when this client id was last connected (a previous run,
+                epoch): a first connection that finds no session although that was less
+                than ``session_expiry`` ago reports ``session_lost``.
         """
         self.endpoint = endpoint
         self.client_id = client_id
@@ -416,7 +468,14 @@ class MqttTransport:
         self._current: _Connection | None = None
         self._subscribing: set[asyncio.Future[None]] = set()
         self._holding = False
-        self._session_held = False  # the broker should hold a session for us now
+        self._redeliveries = redeliveries
+        self._dropped: list[Pair] = []  # acknowledgements a lost connection could not send
+        # The broker should hold a session for us now (on the first connection: the
+        # previous run of this client id was connected within the session expiry).
+        self._session_held = previous_connection is not None and (
+            time.time() - previous_connection < max(session_expiry, 1)
+        )
+        self._previous_connection = previous_connection
         #: When the broker last forgot the session it should have kept (epoch), and why.
         self.session_lost: ConnectionEvent | None = None
         self.state = LinkState(LinkPhase.STARTING, None, None, time.time(), endpoint.display())
@@ -460,11 +519,19 @@ class MqttTransport:
     def acknowledge(self, acks: Sequence[Ack]) -> None:
         """Send the PUBACKs of committed QoS 1 messages (those of a lost connection are
         dropped: the broker redelivers them)."""
-        by_connection: dict[_Connection, list[int]] = {}
+        by_connection: dict[_Connection, list[Ack]] = {}
         for ack in acks:
-            by_connection.setdefault(ack.connection, []).append(ack.packet_id)
-        for connection, packet_ids in by_connection.items():
-            connection.send_pubacks(packet_ids)
+            by_connection.setdefault(ack.connection, []).append(ack)
+        for connection, group in by_connection.items():
+            if not connection.send_pubacks([ack.packet_id for ack in group]):
+                self._dropped += [(a.packet_id, fingerprint(a.topic, a.payload)) for a in group]
+                del self._dropped[:-MAX_PAIRS]
+
+    def _unacknowledged(self) -> list[Pair]:
+        """What a resumed session may re-send of what is stored: the acknowledgements lost
+        connections dropped, and the writer's window (see ingest/redelivery.py)."""
+        stored = list(self._redeliveries()) if self._redeliveries is not None else []
+        return self._dropped + stored
 
     async def open(self, version: int) -> MqttSession:
         """Make one connection attempt with ``version`` (MQTTv50 or MQTTv311), no retries.
@@ -571,18 +638,27 @@ class MqttTransport:
 
     def _check_session(self, connection: _Connection) -> None:
         """Warn when a reconnect finds no session although we asked the broker to keep one
-        (clean start off; on MQTT 5 with a session expiry): what was published for us
+        (clean start off; on MQTT 5 with a session expiry), or the first connection finds
+        none although the previous run of this client id was connected less than the
+        session expiry ago (``previous_connection``): what was published for us
         while we were away is lost (a broker restarted without persistence, an expired
         session, a broker that queues nothing for offline clients)."""
         persistent = not self._clean_start and (
             self._version == MQTTv311 or self._session_expiry > 0
         )
         expected, self._session_held = self._session_held, persistent
+        previous, self._previous_connection = self._previous_connection, None
+        self._dropped = []  # the filter of this connection took them (if it resumed)
         if not (persistent and expected) or connection.session_present is not False:
             return
+        since = (
+            f" (its previous run was connected {time.time() - previous:.0f} s ago)"
+            if previous is not None
+            else ""
+        )
         detail = (
-            f"the broker kept no session for client id {self.client_id} although it was "
-            "asked to (clean start off): messages published while disconnected are lost; "
+            f"the broker kept no session for client id {self.client_id}{since} although it "
+            "was asked to (clean start off): messages published while disconnected are lost; "
             "the broker may have restarted without persistence, expired the session, or "
             "keep no messages for disconnected clients"
         )
@@ -690,7 +766,9 @@ class MqttTransport:
             PROTOCOL_NAMES[version],
             self.client_id,
         )
-        connection = _Connection(self._new_client(version), version, self._handler)
+        connection = _Connection(
+            self._new_client(version), version, self._handler, self._unacknowledged
+        )
         connect = asyncio.ensure_future(
             connection.client.connect(
                 self.endpoint.host,
