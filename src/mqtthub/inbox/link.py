@@ -87,13 +87,18 @@ class Link:
     def stop(self, timeout: float = 5.0) -> None:
         """Say ``offline``, disconnect and wait for the thread (at most ``timeout`` s)."""
         self.stopping = True
-        if not self._thread.is_alive():
+        if self._thread.ident is None:  # never started
             return
-        closing = asyncio.run_coroutine_threadsafe(self.listener.close(), self._loop)
+        close = self.listener.close()
         try:
-            closing.result(timeout)
-        except Exception:  # the link is going away anyway: say why in the log
-            log.exception("closing the broker link failed")
+            closing = asyncio.run_coroutine_threadsafe(close, self._loop)
+        except RuntimeError:  # the loop has ended already (the listener died)
+            close.close()
+        else:
+            try:
+                closing.result(timeout)
+            except Exception:  # the link is going away anyway: say why in the log
+                log.exception("closing the broker link failed")
         self._thread.join(timeout)
 
     def _run(self) -> None:
