@@ -17,17 +17,7 @@ BROKERS = ("mosquitto-5", "mosquitto-3.1.1", "rumqttd-3.1.1", "rumqttd-5")
 each version, and rumqttd from the installed ``iotcore`` package (the broker ``serve``
 embeds) on its MQTT 3.1.1 listener and on its MQTT 5 listener."""
 
-_NO_DUP = (
-    "rumqttd 0.20 re-sends an unacknowledged QoS 1 message to a resumed session without the "
-    "DUP flag, so serve cannot tell it is a redelivery: after a kill -9 of serve, messages "
-    "stored but not yet acknowledged are stored twice"
-)
-
-CANNOT: dict[tuple[str, str], str] = {
-    ("rumqttd-3.1.1", "redelivery_marked_dup"): _NO_DUP,
-    ("rumqttd-5", "redelivery_marked_dup"): _NO_DUP,
-    ("aedes-3.1.1", "redelivery_marked_dup"): _NO_DUP.replace("rumqttd 0.20", "Aedes 1.2.0"),
-}
+CANNOT: dict[tuple[str, str], str] = {}
 """(broker, case) -> why the broker cannot pass the case. Case names are the test function
 names without ``test_``."""
 
