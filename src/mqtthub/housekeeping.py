@@ -67,6 +67,7 @@ class Housekeeping:
 
     async def run(self) -> None:
         """A pass every ``interval`` seconds while this process leads, until cancelled."""
+        log.info("retention: keeping %s", self.policy.describe())
         while True:
             if self._is_leader():
                 try:

@@ -445,8 +445,13 @@ _VALID_METRICS: set[str] = set()
 _MAX_VALID_METRICS = 4096
 
 
+def is_metric_name(name: str) -> bool:
+    """True when ``name`` is a valid metric name: ``[A-Za-z0-9_.:-]{1,64}``."""
+    return len(name) <= MAX_METRIC_NAME and METRIC_PATTERN.fullmatch(name) is not None
+
+
 def _valid_metric(name: str) -> bool:
-    if len(name) > MAX_METRIC_NAME or METRIC_PATTERN.fullmatch(name) is None:
+    if not is_metric_name(name):
         return False
     if len(_VALID_METRICS) >= _MAX_VALID_METRICS:
         _VALID_METRICS.clear()

@@ -102,6 +102,18 @@ class RetentionPolicy:
     day: float | None = None
     raw_metrics: Mapping[str, float | None] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """One line for the log, e.g. ``raw 30d (rssi 7d), per minute 1y, hourly forever,
+        daily forever``."""
+        overrides = ", ".join(
+            f"{m} {format_duration(k)}" for m, k in sorted(self.raw_metrics.items())
+        )
+        raw = f"raw {format_duration(self.raw)}" + (f" ({overrides})" if overrides else "")
+        return (
+            f"{raw}, per minute {format_duration(self.minute)}, hourly "
+            f"{format_duration(self.hour)}, daily {format_duration(self.day)}"
+        )
+
     def raw_cutoffs(self, now: float) -> tuple[float | None, dict[str, float | None]]:
         """(The default raw cutoff, each overridden metric's cutoff): samples older than a
         cutoff lose those metrics; None keeps them forever."""

@@ -69,6 +69,14 @@ def test_format_duration() -> None:
     ]
 
 
+def test_the_policy_in_one_line_for_the_log() -> None:
+    assert RetentionPolicy().describe() == ("raw 30d, per minute 1y, hourly forever, daily forever")
+    policy = RetentionPolicy(raw=7 * DAY, hour=2 * 365 * DAY, raw_metrics={"rssi": DAY, "t": None})
+    assert policy.describe() == (
+        "raw 1w (rssi 1d, t forever), per minute 1y, hourly 2y, daily forever"
+    )
+
+
 def test_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A bad retention setting stops serve with a message naming the variable."""
     for name in list(os.environ):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mqtthub.messages import group_readings
-from mqtthub.pipeline import RawMessage, build_batch, parse_all
+from mqtthub.pipeline import RawMessage, Sample, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
-from mqtthub.store.samples import distinct_samples, merge_samples, summarize, summary_rows
+from mqtthub.store.samples import distinct_samples, merge_samples, summary_rows
 
 T0 = 1_790_000_020.0
 
@@ -52,6 +52,17 @@ def test_merge_keeps_first_values_and_leaves_the_batch_alone() -> None:
     merged = merge_samples([("d", T0, first), ("e", T0, {"x": 0.0}), ("d", T0, second)])
     assert merged == {("d", T0): {"t": 1.0, "h": 2.0}, ("e", T0): {"x": 0.0}}
     assert (first, second) == ({"t": 1.0}, {"t": 9.0, "h": 2.0})
+
+
+def summarize(
+    samples: list[Sample],
+) -> tuple[dict[tuple[str, str], tuple[float, float]], dict[tuple[str, str, float], list[float]]]:
+    """``summary_rows`` as dictionaries: (device, metric) -> (ts, value), and
+    (device, metric, minute) -> [min, max, sum, count]."""
+    latest_rows, minute_rows = summary_rows(samples)
+    latest = {(d, m): (ts, value) for d, m, ts, value in latest_rows}
+    minutes = {(d, m, minute): list(group) for d, m, minute, *group in minute_rows}
+    return latest, minutes
 
 
 def test_summary_gives_latest_per_metric_and_minute_aggregates() -> None:

@@ -17,7 +17,6 @@ import smtplib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,6 +26,7 @@ import orjson
 
 from mqtthub.ingest.writer import ExecuteWrite
 from mqtthub.store import alerts as db
+from mqtthub.timefmt import iso_utc
 
 log = logging.getLogger("mqtthub.alerts")
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)  # after attempts 1..4; 5 attempts in all
@@ -89,7 +89,7 @@ def message_of(alert: dict[str, Any], rule: dict[str, Any]) -> dict[str, Any]:
         "value": alert["value"],
         "metric": rule.get("metric"),
         "detail": alert.get("detail", ""),
-        "at": datetime.fromtimestamp(alert["at"], UTC).isoformat().replace("+00:00", "Z"),
+        "at": iso_utc(alert["at"]),
     }
 
 

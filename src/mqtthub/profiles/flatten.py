@@ -27,11 +27,11 @@ from mqtthub.messages import (
     EARLIEST_TS,
     MAX_CLOCK_AHEAD_S,
     MAX_METRIC_NAME,
-    METRIC_PATTERN,
     MILLISECONDS_THRESHOLD,
     Kind,
     Reason,
     Rejected,
+    is_metric_name,
     valid_device_id,
 )
 from mqtthub.profiles.base import Decoded, MetricInfo
@@ -157,7 +157,7 @@ def text_value(text: str) -> float | None:
 
 def check_metric_name(name: str) -> str:
     """``name`` when it is a valid metric name, else an ``invalid_metric_name`` error."""
-    if len(name) > MAX_METRIC_NAME or METRIC_PATTERN.fullmatch(name) is None:
+    if not is_metric_name(name):
         raise PayloadError(
             Reason.INVALID_METRIC_NAME,
             f"metric name {name!r:.80} must match [A-Za-z0-9_.:-]{{1,{MAX_METRIC_NAME}}}",

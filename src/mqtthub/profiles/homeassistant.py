@@ -36,13 +36,13 @@ from typing import Any
 import orjson
 
 from mqtthub.messages import (
-    DEVICE_ID_PATTERN,
-    METRIC_PATTERN,
     Accepted,
     Kind,
     Reason,
     Rejected,
     Status,
+    is_metric_name,
+    valid_device_id,
 )
 from mqtthub.profiles.base import Decoded, MetricInfo
 
@@ -241,11 +241,11 @@ class HomeAssistantProfile:
             return Decoded(None)  # switches, lights, ...: nothing to measure
         device_id = node_id or _first_identifier(config) or object_id
         metric = str(config.get("object_id") or object_id)
-        if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        if not valid_device_id(device_id):
             return Decoded(
                 Rejected(Reason.BAD_DEVICE_ID, f"discovery config: device id {device_id!r}")
             )
-        if not METRIC_PATTERN.fullmatch(metric):
+        if not is_metric_name(metric):
             return Decoded(
                 Rejected(Reason.INVALID_METRIC_NAME, f"discovery config: metric {metric!r}")
             )

@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 
 from mqtthub.errors import ConfigError
-from mqtthub.messages import MAX_METRIC_NAME, METRIC_PATTERN, Accepted, Kind, Reason, Status
+from mqtthub.messages import Accepted, Kind, Reason, Status, is_metric_name
 from mqtthub.profiles.base import Decoded, MetricInfo
 from mqtthub.profiles.flatten import (
     PayloadError,
@@ -368,7 +368,7 @@ def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _metric_name(name: str, key: str) -> str:
-    if len(name) > MAX_METRIC_NAME or not METRIC_PATTERN.fullmatch(name):
+    if not is_metric_name(name):
         raise ValueError(f"{key}: {name!r} is not a metric name ([A-Za-z0-9_.:-], 1-64)")
     return name
 

@@ -34,8 +34,6 @@ from mqtthub.pipeline import Sample
 
 #: (device_id, metric) -> (ts, value) of the newest value in a batch.
 Latest = dict[tuple[str, str], tuple[float, float]]
-#: (device_id, metric, minute) -> [min, max, sum, count] of a batch's values.
-Minutes = dict[tuple[str, str, float], list[float]]
 #: A ``latest_readings`` row: (device_id, metric, ts, value).
 LatestRow = tuple[str, str, float, float]
 #: A ``readings_1m`` row: (device_id, metric, minute, min, max, sum, count).
@@ -161,15 +159,6 @@ def _minute_rows(groups: dict[tuple[str, float], list[dict[str, float]]]) -> lis
             total = reduce(add, column)  # in sample order, as the values were added before
             rows.append((device_id, metric, minute, min(column), max(column), total, len(column)))
     return rows
-
-
-def summarize(samples: Iterable[Sample]) -> tuple[Latest, Minutes]:
-    """The newest value per (device, metric) and min/max/sum/count per minute, as
-    dictionaries (what :func:`summary_rows` gives as rows)."""
-    latest_rows, minute_rows = summary_rows(list(samples))
-    latest: Latest = {(d, m): (ts, value) for d, m, ts, value in latest_rows}
-    minutes: Minutes = {(d, m, minute): list(group) for d, m, minute, *group in minute_rows}
-    return latest, minutes
 
 
 def metrics_of(stored: Any) -> dict[str, float]:

@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from mqtthub.errors import StoreError
-from mqtthub.messages import DEVICE_ID_PATTERN, Status
+from mqtthub.messages import DEVICE_ID_PATTERN, METRIC_PATTERN, Status
 from mqtthub.stats import combine
 from mqtthub.store import queries
 from mqtthub.store.database import Store
+from mqtthub.timefmt import iso_utc
 from mqtthub.web.runtime import Runtime
 
 router = APIRouter()
@@ -45,7 +46,7 @@ Offset = Annotated[int, Query(ge=0, le=10**9, description="skip this many items"
 #: Latest time a query may name: 9999-12-31T23:59:59Z, the last second ISO 8601 can write.
 MAX_TIME = 253402300799.0
 #: A metric name as devices may send it (see mqtthub.messages).
-METRIC = r"^[A-Za-z0-9_.:-]{1,64}$"
+METRIC = f"^{METRIC_PATTERN.pattern}$"
 #: One line of text: no NUL or other control characters (PostgreSQL refuses NUL).
 ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
 Metric = Annotated[str, Query(pattern=METRIC, description="metric name")]
@@ -161,10 +162,8 @@ class DeadLetterOut(BaseModel):
     payload_size: int
 
 
-@lru_cache(maxsize=65536)
-def iso(ts: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with a ``Z``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+#: :func:`~mqtthub.timefmt.iso_utc` with a cache: the API renders the same times often.
+iso = lru_cache(maxsize=65536)(iso_utc)
 
 
 def parse_time(value: str | None, name: str) -> float | None:

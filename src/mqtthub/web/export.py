@@ -27,7 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from mqtthub.messages import DEVICE_ID_PATTERN, METRIC_PATTERN
 from mqtthub.store import queries
 from mqtthub.store.database import Store
-from mqtthub.web.api import StoreDep, iso, parse_time
+from mqtthub.timefmt import iso_utc
+from mqtthub.web.api import StoreDep, parse_time
 
 router = APIRouter()
 
@@ -36,9 +37,6 @@ MAX_NAMES = 1000
 #: Samples read per query: a few thousand readings per page, memory flat in between.
 PAGE_SIZE = 2000
 CSV_HEADER = b"device_id,metric,ts,value\r\n"
-#: ``api.iso`` without its cache: an export's millions of times would only churn it (and
-#: fill it, 65,536 strings kept for good).
-_iso: Callable[[float], str] = iso.__wrapped__
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
@@ -74,14 +72,18 @@ def _names(values: list[str] | None, what: str, pattern: re.Pattern[str]) -> lis
 
 
 def _formatter(kind: str, epoch: bool) -> Callable[[list[queries.ExportRow]], bytes]:
-    """A function that turns a page of samples into the bytes of its readings."""
-    stamp: Callable[[float], str | float] = (lambda ts: ts) if epoch else _iso
+    """A function that turns a page of samples into the bytes of its readings.
+
+    Times go through ``iso_utc``, not the API's cached ``iso``: an export's millions of
+    times would only churn that cache.
+    """
+    stamp: Callable[[float], str | float] = (lambda ts: ts) if epoch else iso_utc
 
     def as_csv(page: list[queries.ExportRow]) -> bytes:
         lines = []
         for device_id, ts, values in page:
             device = csv_field(device_id)
-            at = repr(ts) if epoch else _iso(ts)
+            at = repr(ts) if epoch else iso_utc(ts)
             for metric in sorted(values):
                 lines.append(f"{device},{csv_field(metric)},{at},{values[metric]!r}\r\n")
         return "".join(lines).encode()
