@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from mqtthub.client import TaskListener
@@ -61,6 +63,15 @@ def connected(window: InboxWindow) -> bool:
     return window.link is not None and window.link.state()[0].connected
 
 
+def wait_connected(qtbot: QtBot, *windows: InboxWindow) -> None:
+    qtbot.waitUntil(lambda: all(connected(w) for w in windows), timeout=BROKER_S)
+
+
+def wait_shown(qtbot: QtBot, task_id: str, *windows: InboxWindow, timeout: int = 5_000) -> None:
+    """Until every window shows the task (a broker's delivery on this machine)."""
+    qtbot.waitUntil(lambda: all(w.row_of(task_id) is not None for w in windows), timeout=timeout)
+
+
 def status(window: InboxWindow) -> str:
     return window.status_label.text()
 
@@ -70,11 +81,11 @@ def test_a_task_appears_within_a_second_highlighted_and_announced_once(
 ) -> None:
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         window = open_window(mosquitto.port)
-        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        wait_connected(qtbot, window)
         assert status(window).startswith(f"Connected to mqtt://127.0.0.1:{mosquitto.port} since")
         posted = time.monotonic()
         task = post_task(serve, "<b>Inspect</b> pump 3", "Valve <img src=x> leaks\nsince 6:00")
-        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=5_000)
+        wait_shown(qtbot, task["id"], window)
         shown_after = time.monotonic() - posted
         assert shown_after < 1.0, f"shown after {shown_after:.2f} s"
         # Shown as written, never as markup; new tasks are highlighted and counted.
@@ -101,9 +112,9 @@ def test_seen_and_done_buttons_move_the_task_on_the_server(
 ) -> None:
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         window = open_window(mosquitto.port)
-        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        wait_connected(qtbot, window)
         task = post_task(serve, "Replace filter")
-        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=5_000)
+        wait_shown(qtbot, task["id"], window)
 
         seen = window.button(task["id"], "Seen")
         assert seen is not None
@@ -130,7 +141,7 @@ def test_broker_stopped_shows_the_reason_and_the_link_comes_back_by_itself(
 ) -> None:
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         window = open_window(mosquitto.port)
-        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        wait_connected(qtbot, window)
         mosquitto.stop()
         qtbot.waitUntil(lambda: "next attempt in" in status(window), timeout=BROKER_S)
         text = status(window)
@@ -143,12 +154,12 @@ def test_broker_stopped_shows_the_reason_and_the_link_comes_back_by_itself(
         assert window.status_label.styleSheet() == "color: #b71c1c"
 
         mosquitto.start()
-        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        wait_connected(qtbot, window)
         assert status(window).startswith("Connected to ")
         # Subscribed again: a new task arrives (serve reconnects on its own backoff).
         wait_until(lambda: serve.get("/healthz").status_code == 200, timeout=30, what="serve")
         task = post_task(serve, "After the restart")
-        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=BROKER_S)
+        wait_shown(qtbot, task["id"], window, timeout=BROKER_S)
 
 
 def test_client_id_taken_over_is_said_in_words(
@@ -159,7 +170,7 @@ def test_client_id_taken_over_is_said_in_words(
     window = open_window(mosquitto.port)
     assert window.link is not None
     for _ in range(3):
-        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        wait_connected(qtbot, window)
         mosquitto_pub(mosquitto, "elsewhere/x", "1", client_id=window.link.client_id)
         qtbot.waitUntil(lambda: not connected(window), timeout=10_000)
     qtbot.waitUntil(lambda: "took over the connection" in status(window), timeout=BROKER_S)
@@ -193,15 +204,15 @@ def test_a_task_posted_while_the_app_was_closed_appears_once(
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         task = post_task(serve, "Missed while away")
         first = open_window(mosquitto.port)
-        qtbot.waitUntil(lambda: first.row_of(task["id"]) is not None, timeout=BROKER_S)
+        wait_shown(qtbot, task["id"], first, timeout=BROKER_S)
         wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
         assert first.announced == [task["id"]]
         close_inbox(first)
 
         again = open_window(mosquitto.port)  # the same computer, started again
-        qtbot.waitUntil(lambda: connected(again), timeout=BROKER_S)
+        wait_connected(qtbot, again)
         later = post_task(serve, "After the restart")
-        qtbot.waitUntil(lambda: again.row_of(later["id"]) is not None, timeout=5_000)
+        wait_shown(qtbot, later["id"], again)
         assert again.table.rowCount() == 2
         assert cell(again, task["id"], "Title") == "Missed while away"
         assert again.announced == [later["id"]]  # the old one is not announced twice
@@ -213,13 +224,13 @@ def test_two_copies_both_show_the_task_follow_each_other_and_never_kick_each_oth
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         desk = open_window(mosquitto.port, state_dir=tmp_path / "desk")
         laptop = open_window(mosquitto.port, state_dir=tmp_path / "laptop")
-        qtbot.waitUntil(lambda: connected(desk) and connected(laptop), timeout=BROKER_S)
+        wait_connected(qtbot, desk, laptop)
         assert desk.link is not None
         assert laptop.link is not None
         assert desk.link.client_id != laptop.link.client_id
         task = post_task(serve, "For both copies")
+        wait_shown(qtbot, task["id"], desk, laptop)
         for window in (desk, laptop):
-            qtbot.waitUntil(lambda w=window: w.row_of(task["id"]) is not None, timeout=5_000)
             assert window.announced == [task["id"]]
 
         done = desk.button(task["id"], "Done")
@@ -237,10 +248,9 @@ def test_two_copies_on_one_computer_announce_a_task_once(
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         one = open_window(mosquitto.port)
         two = open_window(mosquitto.port)
-        qtbot.waitUntil(lambda: connected(one) and connected(two), timeout=BROKER_S)
+        wait_connected(qtbot, one, two)
         task = post_task(serve, "Shared desk")
-        for window in (one, two):
-            qtbot.waitUntil(lambda w=window: w.row_of(task["id"]) is not None, timeout=5_000)
+        wait_shown(qtbot, task["id"], one, two)
         assert sorted(one.announced + two.announced) == [task["id"]]
 
 
@@ -249,12 +259,12 @@ def test_closed_to_the_tray_it_keeps_receiving(
 ) -> None:
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
         window = open_window(mosquitto.port)
-        qtbot.waitUntil(lambda: connected(window), timeout=BROKER_S)
+        wait_connected(qtbot, window)
         window.close_to_tray = True  # as where the platform has a tray (offscreen has none)
         window.close()
         assert not window.isVisible()
         task = post_task(serve, "While hidden")
-        qtbot.waitUntil(lambda: window.row_of(task["id"]) is not None, timeout=5_000)
+        wait_shown(qtbot, task["id"], window)
         assert window.announced == [task["id"]]
         assert connected(window)
         window.bring_back()
@@ -342,3 +352,19 @@ def test_a_dead_link_is_logged_shown_and_ends_the_app_with_status_1(
     assert status == 1
     assert "the broker link stopped" in caplog.text
     assert "a bug in the listener" in caplog.text
+
+
+def test_signals_still_queued_when_the_window_closes_are_dropped(
+    qapp: QApplication, qtbot: QtBot, tmp_path: Path
+) -> None:
+    """The link's last signals may still be queued when the window closes: they must not
+    reach its closed task file."""
+    store = InboxStore(tmp_path / "inbox.sqlite")
+    window = InboxWindow(store=store, recipient=RECIPIENT, check_connection=lambda: ("", True))
+    emitter = threading.Thread(target=window.signals.online.emit)  # as the link's thread
+    emitter.start()
+    emitter.join()
+    close_inbox(window)
+    with qtbot.captureExceptions() as exceptions:
+        qapp.processEvents()
+    assert exceptions == []

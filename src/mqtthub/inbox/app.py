@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtWidgets import QApplication
 
 from mqtthub.config import Settings
@@ -58,6 +59,9 @@ def close_inbox(window: InboxWindow) -> None:
     """Say ``offline``, disconnect, close the task file and the window."""
     if window.link is not None:
         window.link.stop()
+    # The link has ended: drop its signals still queued for the window (they would reach
+    # a closed task file).
+    QCoreApplication.removePostedEvents(window, QEvent.Type.MetaCall)
     window.close_for_good()
     window.store.close()
 
