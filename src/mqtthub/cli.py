@@ -169,7 +169,16 @@ def serve(**flags: Any) -> None:
     metavar="BYTES",
     help="Publish a probe of this size (the largest payload devices send) and fail with "
     "packet_too_large if the broker refuses or drops it; default: MQTTHUB_MAX_PAYLOAD, "
-    "as a warning.",
+    "as a warning. Not with --recipient.",
+)
+@click.option(
+    "--recipient",
+    metavar="RECIPIENT",
+    callback=lambda ctx, param, value: None if value is None else _recipient(ctx, param, value),
+    help="Check as the task app of RECIPIENT (mqtthub inbox / listen) instead of as serve: "
+    "subscribe to its tasks and receipts (<app prefix>/tasks/RECIPIENT/+ and .../+/ack) "
+    "and publish a probe receipt (for a task that does not exist, which serve ignores); "
+    "a refused receipt fails.",
 )
 @click.option(
     "--watch",
@@ -186,6 +195,7 @@ def doctor(
     expect_traffic: float | None,
     api: str | None,
     payload_size: int | None,
+    recipient: str | None,
     watch: float | None,
     **flags: Any,
 ) -> None:
@@ -193,6 +203,8 @@ def doctor(
 
     Checks, in layers (a hard failure skips the layers after it): config, dns, tcp, tls,
     mqtt_connect, subscribe, publish, and on request stability, traffic and pipeline.
+    Subscribe and publish are checked as serve would (the device topics), or with
+    --recipient as that recipient's task app would (its tasks and receipts).
     Reads the same settings as serve (environment, .env, flags). Each check reports a
     status (pass/warn/fail/skip), a cause code, the evidence and the fix.
 
@@ -202,8 +214,10 @@ def doctor(
     from mqtthub.doctor.report import as_text, failed
     from mqtthub.doctor.run import DoctorOptions, run_doctor
 
+    if recipient is not None and payload_size is not None:
+        raise click.UsageError("--payload-size checks device payloads: not with --recipient")
     logging.basicConfig(level=logging.CRITICAL)
-    options = DoctorOptions(soak, soak_client_id, expect_traffic, api, payload_size)
+    options = DoctorOptions(soak, soak_client_id, expect_traffic, api, payload_size, recipient)
     if watch is not None:
         from mqtthub.doctor.watch import watch as watch_doctor
 

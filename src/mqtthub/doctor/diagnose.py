@@ -526,7 +526,8 @@ def check_connect(evidence: ConnectEvidence) -> Check:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryEvidence:
-    """The subscriptions serve would make, and a probe message through them."""
+    """The subscriptions serve (or a recipient's task app) would make, and a probe
+    message through them."""
 
     granted: dict[str, int]
     probe_topic: str
@@ -535,20 +536,37 @@ class DeliveryEvidence:
     protocol: str
     username: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Checked as the task app of this recipient (``--recipient``), not as serve: the
+    #: filters are the app's, the probe is a receipt on ``<app>/tasks/<recipient>/<id>/ack``.
+    recipient: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What was checked, for the texts."""
+        if self.recipient is None:
+            return "the device topics"
+        return f"the task topics of {self.recipient}"
 
 
 def check_subscribe(evidence: DeliveryEvidence) -> Check:
-    """Each filter must be granted and must actually deliver device messages."""
+    """Each filter must be granted and must actually deliver device messages (or, for a
+    task app, its tasks and receipts)."""
     who = evidence.username or "anonymous clients"
+    subject = evidence.subject
     if evidence.extra.get("no_suback"):
         closed = " and closed the connection" if evidence.extra.get("connection_lost") else ""
+        mosquitto = (
+            f" (Mosquitto: {_acl_line('read', _task_filter(evidence), evidence)})"
+            if evidence.recipient is not None
+            else ""
+        )
         return Check(
             "subscribe",
             Outcome.FAIL,
             Cause.ACL_DENIED_SUBSCRIBE,
-            f"the broker did not answer SUBSCRIBE for the device topics{closed} (no SUBACK): "
+            f"the broker did not answer SUBSCRIBE for {subject}{closed} (no SUBACK): "
             "some brokers (rumqttd) drop a client whose filter they refuse",
-            f"allow {who} to read the device topics in the broker's ACL, and see the "
+            f"allow {who} to read {subject} in the broker's ACL{mosquitto}, and see the "
             "broker's log for why it dropped the subscription",
         )
     refused = [topic for topic, code in evidence.granted.items() if code >= 0x80]
@@ -560,7 +578,7 @@ def check_subscribe(evidence: DeliveryEvidence) -> Check:
             f"the broker refused the subscription to {', '.join(refused)} "
             f"(SUBACK {', '.join(hex(evidence.granted[t]) for t in refused)})",
             f"allow {who} to read {', '.join(refused)} in the broker's ACL "
-            f"(Mosquitto: {_acl_line('read', refused[0], evidence)})",
+            f"(Mosquitto: {_acl_line('read', refused, evidence)})",
         )
     granted = ", ".join(f"{t} (QoS {c})" for t, c in evidence.granted.items())
     if evidence.delivered:
@@ -578,21 +596,30 @@ def check_subscribe(evidence: DeliveryEvidence) -> Check:
         if evidence.protocol == "MQTT 3.1.1"
         else ""
     )
+    # serve: its one device filter; a task app: both of its filters (the probe, a
+    # receipt, comes through the ``+/ack`` one).
+    readable = (
+        list(evidence.granted) if evidence.recipient is not None else list(evidence.granted)[:1]
+    )
     return Check(
         "subscribe",
         Outcome.FAIL,
         Cause.ACL_DENIED_SUBSCRIBE,
         f"granted {granted}, but a probe published on {evidence.probe_topic} never arrived: "
         f"the broker drops what its ACL forbids {who} to read{ambiguity}",
-        f"allow {who} to read the device topics in the broker's ACL (Mosquitto: "
-        f"{_acl_line('read', next(iter(evidence.granted), 'devices/#'), evidence)})",
+        f"allow {who} to read {subject} in the broker's ACL (Mosquitto: "
+        f"{_acl_line('read', readable or ['devices/#'], evidence)})",
     )
 
 
-def _acl_line(access: str, topic: str, evidence: DeliveryEvidence) -> str:
+def _acl_line(access: str, topics: str | Sequence[str], evidence: DeliveryEvidence) -> str:
+    """Mosquitto acl_file lines giving ``access`` to ``topics`` for the probe's user."""
+    lines = " and ".join(
+        f"`topic {access} {topic}`" for topic in ([topics] if isinstance(topics, str) else topics)
+    )
     if evidence.username:
-        return f"`topic {access} {topic}` under `user {evidence.username}`"
-    return f"`topic {access} {topic}` before the first `user` line, for anonymous clients"
+        return f"{lines} under `user {evidence.username}`"
+    return f"{lines} before the first `user` line, for anonymous clients"
 
 
 def _prefix_filter(evidence: DeliveryEvidence) -> str:
@@ -600,12 +627,32 @@ def _prefix_filter(evidence: DeliveryEvidence) -> str:
     return f"{evidence.probe_topic.rsplit('/', 2)[0]}/#"
 
 
+def _task_filter(evidence: DeliveryEvidence, level: str = "#") -> str:
+    """``<app prefix>/tasks/<recipient>/<level>`` from the probe topic
+    ``<app prefix>/tasks/<recipient>/<id>/ack``."""
+    return f"{evidence.probe_topic.rsplit('/', 2)[0]}/{level}"
+
+
 def check_publish(evidence: DeliveryEvidence) -> Check:
-    """The backend's own publishes (commands, probes) should be allowed; a warning if not."""
+    """The backend's own publishes (commands, probes) should be allowed; a warning if not.
+    A task app's receipts must be allowed: a failure if not."""
     who = evidence.username or "anonymous clients"
     if evidence.extra.get("no_suback"):
         return skipped("publish", "skipped: subscribe got no SUBACK")
-    if evidence.publish_code is not None and evidence.publish_code >= 0x80:
+    refused = evidence.publish_code is not None and evidence.publish_code >= 0x80
+    if refused and evidence.recipient is not None:
+        return Check(
+            "publish",
+            Outcome.FAIL,
+            Cause.ACL_DENIED_PUBLISH,
+            f"the broker refused a publish to {evidence.probe_topic} "
+            f"(PUBACK {evidence.publish_code:#x}): the app's receipts (delivered, seen, "
+            f"done) for {evidence.subject} would never reach the server, which keeps "
+            "re-sending the tasks and never shows them seen or done",
+            f"allow {who} to write the receipts of {evidence.recipient} in the broker's ACL "
+            f"(Mosquitto: {_acl_line('write', _task_filter(evidence, '+/ack'), evidence)})",
+        )
+    if refused:
         return Check(
             "publish",
             Outcome.WARN,
@@ -613,7 +660,7 @@ def check_publish(evidence: DeliveryEvidence) -> Check:
             f"the broker refused a publish to {evidence.probe_topic} "
             f"(PUBACK {evidence.publish_code:#x}): ingestion works, but the backend cannot "
             "publish commands or doctor probes",
-            f"allow {who} to write the device topics in the broker's ACL if the backend "
+            f"allow {who} to write {evidence.subject} in the broker's ACL if the backend "
             f"should publish (Mosquitto: {_acl_line('write', _prefix_filter(evidence), evidence)})",
         )
     return passed("publish", f"published to {evidence.probe_topic}")

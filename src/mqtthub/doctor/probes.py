@@ -269,15 +269,21 @@ class Probe:
         await session.close()
         return Attempt(protocol, "connected")
 
-    async def delivery(self) -> tuple[DeliveryEvidence, str | None]:
-        """Subscribe as serve would, publish a probe on a device topic, see it arrive.
+    async def delivery(self, recipient: str | None = None) -> tuple[DeliveryEvidence, str | None]:
+        """Subscribe as serve would, publish a probe on a device topic, see it arrive; with
+        ``recipient``, as that recipient's task app would (see :func:`app_delivery_plan`).
 
         Returns the evidence and the broker's version when ``$SYS`` reveals it.
         """
         assert self.session is not None
         session = self.session
-        filters = list(subscriptions(self.settings.topic_prefix))
-        topic = f"{self.settings.topic_prefix}/{DOCTOR_DEVICE}/heartbeat"
+        nonce = secrets.token_hex(8)
+        if recipient is None:
+            filters = list(subscriptions(self.settings.topic_prefix))
+            topic = f"{self.settings.topic_prefix}/{DOCTOR_DEVICE}/heartbeat"
+            payload = json.dumps({"doctor_probe": nonce}).encode()
+        else:
+            filters, topic, payload = app_delivery_plan(self.settings.app_prefix, recipient, nonce)
         protocol = session.protocol
         username = self.settings.broker.username
         try:
@@ -285,18 +291,20 @@ class Probe:
                 codes = await _unless_lost(session, session.subscribe(filters))
         except TimeoutError:
             extra = {"no_suback": True, "connection_lost": session.lost.is_set()}
-            return DeliveryEvidence({}, topic, None, False, protocol, username, extra), None
+            evidence = DeliveryEvidence(
+                {}, topic, None, False, protocol, username, extra, recipient=recipient
+            )
+            return evidence, None
         granted = dict(zip(filters, codes, strict=False))
-        nonce = secrets.token_hex(8)
         code: int | None = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DELIVERY_TIMEOUT_S):
-                code = await _unless_lost(
-                    session, session.publish(topic, json.dumps({"doctor_probe": nonce}).encode())
-                )
+                code = await _unless_lost(session, session.publish(topic, payload))
         delivered, version = await self._await_probe(topic, nonce.encode())
         mqtt5_code = code if protocol == "MQTT 5" else None
-        evidence = DeliveryEvidence(granted, topic, mqtt5_code, delivered, protocol, username)
+        evidence = DeliveryEvidence(
+            granted, topic, mqtt5_code, delivered, protocol, username, recipient=recipient
+        )
         return evidence, version
 
     async def broker_version(self) -> str | None:
@@ -397,6 +405,26 @@ class Probe:
         """Disconnect."""
         if self.session is not None:
             await self.session.close()
+
+
+def app_delivery_plan(app_prefix: str, recipient: str, nonce: str) -> tuple[list[str], str, bytes]:
+    """The filters a task app subscribes to (:class:`mqtthub.client.TaskListener` with
+    receipts followed, as the inbox runs it), and a probe for them: (filters, topic, payload).
+
+    The probe is a receipt for the task ``mqtthub-doctor-<nonce>``, which no one ever
+    sent, so only the ``+/ack`` filter brings it back (``+`` is one level). Receipts are
+    what the app publishes, so the broker's ACL is tested for them. Whoever else hears it
+    does nothing: serve stores a receipt by ``UPDATE tasks ... WHERE id = <task id>``
+    (``store.downlink.receipt``), which changes no row for an unknown task, so it sends
+    no task event either (``DownlinkService.handle``; with several workers it sends one
+    all the same, for an id no dashboard page lists); the inbox takes only ``seen`` and
+    ``done`` from its other copies (``inbox.tasks.state_of_receipt``) and ignores this
+    ``delivered``.
+    """
+    base = f"{app_prefix}/tasks/{recipient}"
+    topic = f"{base}/{DOCTOR_DEVICE}-{nonce}/ack"
+    payload = json.dumps({"state": "delivered", "doctor_probe": nonce}).encode()
+    return [f"{base}/+", f"{base}/+/ack"], topic, payload
 
 
 async def _unless_lost(session: MqttSession, awaitable: Awaitable[_T]) -> _T:

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mqtthub.client import check_recipient
 from mqtthub.config import TLS_PORTS, Settings, load_settings
 from mqtthub.doctor import diagnose as rules
 from mqtthub.doctor import limits, mtls, probes, websocket
@@ -40,14 +41,24 @@ class DoctorOptions:
     expect_traffic: float | None = None
     api: str | None = None
     payload_size: int | None = None  # None: MQTTHUB_MAX_PAYLOAD, as a warning only
+    #: Check subscribe and publish as the task app of this recipient (mqtthub inbox,
+    #: listen) instead of as serve; None: as serve.
+    recipient: str | None = None
 
 
-def load_config(flags: dict[str, Any]) -> tuple[Settings | None, ConfigEvidence]:
+def load_config(
+    flags: dict[str, Any], recipient: str | None = None
+) -> tuple[Settings | None, ConfigEvidence]:
     """Load settings like ``serve`` does; a failure is evidence, not an exception."""
     try:
         settings = load_settings(**flags)
     except ConfigError as exc:
         return None, ConfigEvidence({}, error=str(exc))
+    if recipient is not None:
+        try:
+            check_recipient(recipient)
+        except ValueError as exc:
+            return None, ConfigEvidence({}, error=f"--recipient: {exc}")
     endpoint = settings.broker
     summary = {
         "broker": endpoint.display(),
@@ -56,6 +67,11 @@ def load_config(flags: dict[str, Any]) -> tuple[Settings | None, ConfigEvidence]
         "client_id": settings.client_id or "unique per instance",
         "keepalive": settings.keepalive,
         "topic_prefix": settings.topic_prefix,
+        **(
+            {"checked_as": f"task app of {recipient}", "app_prefix": settings.app_prefix}
+            if recipient is not None
+            else {}
+        ),
         "database": settings.sqlalchemy_url.split("@")[-1],
     }
     return settings, ConfigEvidence(summary, contradictions=_contradictions(settings))
@@ -83,7 +99,7 @@ def _contradictions(settings: Settings) -> tuple[str, ...]:
 
 async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[list[Check], str]:
     """Run every layer; return the checks in report order and the target description."""
-    settings, config = load_config(flags)
+    settings, config = load_config(flags, options.recipient)
     checks = [rules.check_config(config)]
     if settings is None:
         checks[0] = _client_cert_config(flags, config) or checks[0]
@@ -125,7 +141,7 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
         connect = await probe.connect()
         if probe.session is None:
             return [limits.check_connect_limit(rules.check_connect(connect), connect)]
-        delivery, version = await probe.delivery()
+        delivery, version = await probe.delivery(options.recipient)
         checks = [
             rules.check_connect(connect),
             rules.check_subscribe(delivery),
@@ -141,7 +157,9 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
         if options.api:
             token = settings.api_token.get_secret_value() if settings.api_token else None
             checks.append(rules.check_pipeline(await probe.pipeline(options.api, token)))
-        if delivery.delivered:
+        if delivery.delivered and options.recipient is None:
+            # Device-sized payloads are serve's concern; a task app gets tasks the server
+            # sized, and its own receipts are small.
             checks[2] = await _payload_check(probe, settings, options, checks[2])
         # Last: a broker that drops us for the $SYS filter (rumqttd) has had its checks.
         version = version or await probe.broker_version()

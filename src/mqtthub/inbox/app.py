@@ -24,12 +24,14 @@ log = logging.getLogger("mqtthub.inbox")
 QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def check_connection(flags: dict[str, Any]) -> tuple[str, bool]:
-    """Run the doctor's checks with the inbox's settings: the report and whether all passed."""
+def check_connection(flags: dict[str, Any], recipient: str) -> tuple[str, bool]:
+    """Run the doctor's checks with the inbox's settings, as the task app of ``recipient``
+    (its own task topics and receipts, not serve's device topics): the report and whether
+    all passed."""
     from mqtthub.doctor.report import as_text, failed
     from mqtthub.doctor.run import DoctorOptions, run_doctor
 
-    checks, target = asyncio.run(run_doctor(flags, DoctorOptions()))
+    checks, target = asyncio.run(run_doctor(flags, DoctorOptions(recipient=recipient)))
     return as_text(checks, target=target), not failed(checks)
 
 
@@ -43,7 +45,9 @@ def open_inbox(
     """
     store = InboxStore(state_dir / f"inbox-{recipient}.sqlite")
     window = InboxWindow(
-        store=store, recipient=recipient, check_connection=lambda: check_connection(flags)
+        store=store,
+        recipient=recipient,
+        check_connection=lambda: check_connection(flags, recipient),
     )
     link = Link(
         settings=settings, recipient=recipient, state_dir=state_dir, **window.link_callbacks()
