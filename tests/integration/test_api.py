@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from support.mosquitto import MosquittoBroker, mosquitto_pub
 from support.serve import device, serve_for, wait_until
+from support.sse import EventStream
 
 
 def test_patch_sets_name_labels_timeout_and_manual_status(
@@ -81,29 +78,16 @@ def test_list_pagination_search_and_latest(mosquitto: MosquittoBroker, tmp_path:
 def test_stream_delivers_device_events(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     """/api/stream sends a device event when a device reports."""
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        received: list[dict[str, Any]] = []
-        connected = threading.Event()
-
-        def listen() -> None:
-            with httpx.stream("GET", serve.base_url + "/api/stream", timeout=20) as response:
-                connected.set()
-                kind = None
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: ") and kind == "device":
-                        received.append(json.loads(line[6:]))
-                        return
-
-        listener = threading.Thread(target=listen, daemon=True)
-        listener.start()
-        assert connected.wait(10)
-        wait_until(
-            lambda: mosquitto_pub(mosquitto, "devices/live9/sensor", '{"v": 7}') or received,
-            interval=0.5,
-            what="a device event",
-        )
-        listener.join(10)
+        with EventStream(serve.base_url, until=lambda s: bool(s.of("device"))) as stream:
+            wait_until(
+                lambda: (
+                    mosquitto_pub(mosquitto, "devices/live9/sensor", '{"v": 7}')
+                    or stream.of("device")
+                ),
+                interval=0.5,
+                what="a device event",
+            )
+        received = stream.of("device")
         assert received[0]["id"] == "live9"
         assert received[0]["latest"]["v"]["value"] == 7
 

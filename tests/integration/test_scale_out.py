@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import psycopg
 
 from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
 from support.publisher import publish_qos1
 from support.serve import ServeProcess, wait_until
+from support.sse import EventStream
 
 UNLIMITED_QUEUE = "max_queued_messages 0\n"
 
@@ -290,35 +290,20 @@ def test_the_dashboard_stream_shows_devices_every_worker_handled(
     serve = workers_serve(broker, url, tmp_path / "serve", MQTTHUB_WORKERS="2").start()
     try:
         wait_until(lambda: len(workers(serve)) == 2, timeout=30, what="2 workers reporting")
-        seen: set[str] = set()
-        stats: list[dict[str, Any]] = []
-        connected = threading.Event()
 
-        def listen() -> None:
-            with httpx.stream("GET", serve.base_url + "/api/stream", timeout=30) as response:
-                connected.set()
-                kind = None
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: ") and kind == "device":
-                        seen.add(json.loads(line[6:])["id"])
-                    elif line.startswith("data: ") and kind == "stats":
-                        stats.append(json.loads(line[6:]))
-                        if len(seen) == 20 and stats[-1]["messages_stored"] == 20:
-                            return
+        def all_seen(stream: EventStream) -> bool:
+            stats = stream.of("stats")
+            devices = {device["id"] for device in stream.of("device")}
+            return len(devices) == 20 and bool(stats) and stats[-1]["messages_stored"] == 20
 
-        listener = threading.Thread(target=listen, daemon=True)
-        listener.start()
-        assert connected.wait(10)
-        publish_qos1(
-            broker.port,
-            [(f"devices/live{d}/sensor", b'{"v": 1}') for d in range(20)],
-            client_id="live",
-        )
-        listener.join(30)
-        assert seen == {f"live{d}" for d in range(20)}
-        assert stats[-1]["messages_stored"] == 20
+        with EventStream(serve.base_url, until=all_seen, timeout=30) as stream:
+            publish_qos1(
+                broker.port,
+                [(f"devices/live{d}/sensor", b'{"v": 1}') for d in range(20)],
+                client_id="live",
+            )
+        assert {device["id"] for device in stream.of("device")} == {f"live{d}" for d in range(20)}
+        assert stream.of("stats")[-1]["messages_stored"] == 20
         handled = [w["by_type"].get("sensor", 0) for w in workers(serve)]
         assert sum(handled) == 20
         assert min(handled) > 0
