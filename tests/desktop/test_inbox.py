@@ -242,7 +242,7 @@ def test_two_copies_both_show_the_task_follow_each_other_and_never_kick_each_oth
             assert [e.event for e in window.history.events] == [LinkEvent.CONNECTED]
 
 
-def test_two_copies_on_one_computer_announce_a_task_once(
+def test_two_copies_on_one_computer_announce_a_task_once_and_follow_each_other(
     mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
 ) -> None:
     with serve_for(mosquitto.port, tmp_path / "serve") as serve:
@@ -252,6 +252,10 @@ def test_two_copies_on_one_computer_announce_a_task_once(
         task = post_task(serve, "Shared desk")
         wait_shown(qtbot, task["id"], one, two)
         assert sorted(one.announced + two.announced) == [task["id"]]
+        done = one.button(task["id"], "Done")
+        assert done is not None
+        qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: cell(two, task["id"], "State") == "done", timeout=5_000)
 
 
 def test_closed_to_the_tray_it_keeps_receiving(

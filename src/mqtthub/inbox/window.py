@@ -260,15 +260,15 @@ class InboxWindow(QMainWindow):
         if state is None:
             return
         self.store.receipt_sent(task_id, state)  # the broker has it: no need to resend
-        if self.store.advance(task_id, state) is not None:
-            self.refresh_tasks()
+        self.store.advance(task_id, state)
+        self.refresh_tasks()  # also when a copy sharing the task file moved it already
 
     def mark(self, task_id: str, state: TaskState) -> None:
         """The person marked a task ``seen`` or ``done``: keep it and send the receipt."""
-        if self.store.advance(task_id, state) is None:
-            return
+        moved = self.store.advance(task_id, state) is not None
         self.refresh_tasks()
-        self._send_receipt(task_id, state)
+        if moved:
+            self._send_receipt(task_id, state)
 
     def _send_receipt(self, task_id: str, state: TaskState) -> None:
         if self.link is not None:
