@@ -34,14 +34,32 @@ def _settings(**flags: Any) -> Settings:
         sys.exit(2)
 
 
-def _recipient(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+def _recipient(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     from mqtthub.client import check_recipient
 
-    try:
-        check_recipient(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    if value is not None:
+        try:
+            check_recipient(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
     return value
+
+
+def app_options(state_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--recipient`` and ``--state-dir``: the options of the task apps (listen, inbox)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option(
+            "--state-dir", type=click.Path(file_okay=False, path_type=Path), help=state_help
+        )(command)
+        return click.option(
+            "--recipient",
+            required=True,
+            callback=_recipient,
+            help="Whose tasks to receive, e.g. 61016968.",
+        )(command)
+
+    return decorate
 
 
 @click.group()
@@ -174,7 +192,7 @@ def serve(**flags: Any) -> None:
 @click.option(
     "--recipient",
     metavar="RECIPIENT",
-    callback=lambda ctx, param, value: None if value is None else _recipient(ctx, param, value),
+    callback=_recipient,
     help="Check as the task app of RECIPIENT (mqtthub inbox / listen) instead of as serve: "
     "subscribe to its tasks and receipts (<app prefix>/tasks/RECIPIENT/+ and .../+/ack) "
     "and publish a probe receipt (for a task that does not exist, which serve ignores); "
@@ -237,17 +255,7 @@ def doctor(
 
 @main.command()
 @settings_options
-@click.option(
-    "--recipient",
-    required=True,
-    callback=_recipient,
-    help="Whose tasks to receive, e.g. 61016968.",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to remember the task ids already shown (default ~/.mqtthub).",
-)
+@app_options("Where to remember the task ids already shown (default ~/.mqtthub).")
 def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
     """Receive tasks for RECIPIENT and acknowledge them: the reference desktop client.
 
@@ -295,17 +303,7 @@ def listen(recipient: str, state_dir: Path | None, **flags: Any) -> None:
 
 @main.command()
 @settings_options
-@click.option(
-    "--recipient",
-    required=True,
-    callback=_recipient,
-    help="Whose tasks to receive, e.g. 61016968.",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to keep this recipient's tasks and what was announced (default ~/.mqtthub).",
-)
+@app_options("Where to keep this recipient's tasks and what was announced (default ~/.mqtthub).")
 def inbox(recipient: str, state_dir: Path | None, **flags: Any) -> None:
     """Open the desktop inbox of RECIPIENT: tasks, Seen/Done, the link's status.
 
