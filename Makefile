@@ -26,14 +26,28 @@ lint: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(PY) -m pytest
 
-# The broker matrix with the brokers make test does not install: Aedes (npm, pinned in
-# tests/brokers/aedes/package.json) besides Mosquitto and the embedded rumqttd.
-test-brokers: $(STAMP) system-deps
-	cd tests/brokers/aedes && npm install --no-audit --no-fund --silent
-	MQTTHUB_TEST_BROKERS=aedes $(PY) -m pytest tests/brokers
+# The broker matrix with the brokers make test does not install, besides Mosquitto and the
+# embedded rumqttd: Aedes (npm ci from tests/brokers/aedes/package-lock.json) and amqtt
+# (pip, pinned in tests/brokers/amqtt/requirements.txt, in a venv of its own: it pins
+# libraries mqtthub's venv must not get). CI runs it after make test (.ci/run).
+AMQTT_VENV := .venv-amqtt
+AEDES_STAMP := tests/brokers/aedes/node_modules/.package-lock.json
+AMQTT_STAMP := $(AMQTT_VENV)/.installed
+
+$(AEDES_STAMP): tests/brokers/aedes/package.json tests/brokers/aedes/package-lock.json
+	cd tests/brokers/aedes && npm ci --no-audit --no-fund --silent
+	touch $(AEDES_STAMP)
+
+$(AMQTT_STAMP): tests/brokers/amqtt/requirements.txt
+	python3 -m venv $(AMQTT_VENV)
+	$(AMQTT_VENV)/bin/pip install --quiet -r tests/brokers/amqtt/requirements.txt
+	touch $(AMQTT_STAMP)
+
+test-brokers: $(STAMP) system-deps $(AEDES_STAMP) $(AMQTT_STAMP)
+	MQTTHUB_TEST_BROKERS=aedes,amqtt $(PY) -m pytest tests/brokers
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AMQTT_VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,10 @@ from support.ports import free_port
 
 USER, PASSWORD = "backend", "right-pass"
 AEDES = Path(__file__).with_name("aedes")  # make test-brokers installs it there (npm)
+AMQTT = Path(__file__).with_name("amqtt")  # its server script (amqtt is in AMQTT_PYTHON's venv)
+AMQTT_PYTHON = Path(__file__).parents[2] / ".venv-amqtt" / "bin" / "python"
+"""make test-brokers installs amqtt into this venv of its own (it pins libraries, websockets
+among them, that mqtthub's venv must not get)."""
 
 
 @dataclass(frozen=True)
@@ -138,17 +142,27 @@ def start_broker(
             rumqttd = Rumqttd(port=v4, listen="127.0.0.1", config_path=str(config)).start()
             stops.append(rumqttd.stop)
             return Broker(broker_name, v5 if version == "5" else v4, v4, version)
-        if kind == "aedes":
+        if kind in ("aedes", "amqtt"):
             port = free_port()
             credentials = [USER, PASSWORD] if auth else []
-            process = subprocess.Popen(
-                ["node", str(AEDES / "server.js"), str(port), *credentials],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+            if kind == "aedes":
+                command = ["node", str(AEDES / "server.js")]
+            else:
+                if not AMQTT_PYTHON.exists():
+                    raise RuntimeError(
+                        f"amqtt's venv is missing ({AMQTT_PYTHON}): "
+                        "`make test-brokers` creates it (pip install of the pinned amqtt)"
+                    )
+                command = [str(AMQTT_PYTHON), str(AMQTT / "server.py")]
+            log = tmp_path / f"{kind}-{len(stops)}.log"
+            with log.open("wb") as sink:
+                process = subprocess.Popen(
+                    [*command, str(port), *credentials], stdout=subprocess.PIPE, stderr=sink
+                )
             stops.append(lambda: (process.terminate(), process.wait(10)))
             assert process.stdout is not None
-            assert process.stdout.readline().strip() == "listening", "Aedes did not start"
+            first = process.stdout.readline().decode(errors="replace").strip()
+            assert first == "listening", f"{kind} did not start: {first!r}\n{log.read_text()}"
             return Broker(broker_name, port, port, version)
         raise ValueError(f"unknown broker {broker_name}")
 

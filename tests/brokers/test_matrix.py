@@ -17,10 +17,13 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from brokers.capabilities import FORGETS_SESSIONS
 from brokers.conftest import PASSWORD, USER, Broker, StartBroker
+from brokers.proxy import CuttableRelay
 from mqtthub.doctor.run import DoctorOptions, run_doctor
 from mqtthub.simulation_values import device_ids
 from support.fake_broker import varint
@@ -34,10 +37,15 @@ BULK = 2_000
 STREAM, WHILE_DOWN = 1_000, 300
 """kill -9 case: a stream serve is killed in, then messages published while it is down."""
 
+OUTAGE = 3.0
+"""Network drop case: serve stays cut off from the broker at least this long (seconds), longer
+than amqtt takes to sweep away a disconnected session it does not keep (its 1 s monitor)."""
 
-def serve_on(broker: Broker, tmp_path: Path, **env: str) -> ServeProcess:
+
+def serve_on(broker: Broker, tmp_path: Path, port: int | None = None, **env: str) -> ServeProcess:
+    """serve for ``broker`` (or for a relay to it on ``port``)."""
     return serve_for(
-        broker.port,
+        port or broker.port,
         tmp_path / "serve",
         MQTTHUB_MQTT_VERSION=broker.mqtt_version,
         MQTTHUB_EMBEDDED_BROKER="never",
@@ -102,10 +110,20 @@ def test_qos1_bulk_stored_once(broker: Broker, tmp_path: Path) -> None:
         assert seq_counts(serve) == (BULK, BULK)
 
 
+def assert_session_lost(serve: ServeProcess, broker: Broker) -> None:
+    """serve is connected again and /healthz says the broker kept no session for it."""
+    lost = wait_until(
+        lambda: serve.get("/healthz").json().get("session_lost"), what="session_lost on /healthz"
+    )
+    assert "kept no session" in lost["detail"], lost
+    health = serve.get("/healthz").json()
+    assert (health["mqtt"], health["protocol"]) == ("connected", broker.protocol), health
+
+
 def test_kill_9_and_resume(broker: Broker, tmp_path: Path) -> None:
     """kill -9 of serve during a QoS 1 stream, more published while it is down, restart:
-    the broker kept the session, nothing is lost and nothing is stored twice (see the next
-    case for the messages stored but not acknowledged when serve died)."""
+    the broker kept the session, nothing is lost and nothing is stored twice (see
+    redelivery_stored_once for the messages stored but not acknowledged when serve died)."""
     serve = serve_on(broker, tmp_path).start()
     stream = threading.Thread(
         target=publish_qos1,
@@ -122,11 +140,51 @@ def test_kill_9_and_resume(broker: Broker, tmp_path: Path) -> None:
     total = STREAM + WHILE_DOWN
     assert seq_counts(serve)[1] < total
     with serve.start():
-        wait_until(lambda: seq_counts(serve)[1] >= total, timeout=60, what="the rest stored")
         assert "session_lost" not in serve.get("/healthz").json()
+        wait_until(lambda: seq_counts(serve)[1] >= total, timeout=30, what="the rest stored")
         stored, distinct = seq_counts(serve)
     assert distinct == total
     assert stored == total
+
+
+def test_network_drop_resumes_session(broker: Broker, tmp_path: Path) -> None:
+    """serve's connection to the broker drops (a network outage; neither is restarted) and
+    300 messages are published meanwhile; serve reconnects on its own. Where the broker kept
+    serve's persistent session, every message is stored and serve reports nothing wrong;
+    where it forgot the session (FORGETS_SESSIONS), the messages are lost, and serve says so:
+    /healthz carries ``session_lost``."""
+    total = 1 + WHILE_DOWN
+    with (
+        CuttableRelay(broker.port) as relay,
+        serve_on(
+            broker,
+            tmp_path,
+            port=relay.port,
+            MQTTHUB_RECONNECT_BASE="0.2",
+            MQTTHUB_RECONNECT_CAP="0.5",
+        ) as serve,
+    ):
+        publish_qos1(broker.publish_port, seq_messages(0, 1), client_id="drop")
+        wait_until(lambda: seq_counts(serve)[0] == 1, what="the first message stored")
+        relay.cut()
+        wait_until(
+            lambda: serve.get("/healthz").json()["mqtt"] != "connected",
+            what="serve disconnected",
+        )
+        publish_qos1(broker.publish_port, seq_messages(1, WHILE_DOWN), client_id="drop")
+        back_after = time.monotonic() + OUTAGE
+        wait_until(
+            lambda: relay.refused > 0 and time.monotonic() >= back_after,
+            what=f"an outage of {OUTAGE} s in which serve tried to reconnect",
+        )
+        relay.restore()
+        if broker.name in FORGETS_SESSIONS:
+            assert_session_lost(serve, broker)
+            assert seq_counts(serve)[1] < total
+        else:
+            wait_until(lambda: seq_counts(serve)[1] >= total, timeout=30, what="all stored")
+            assert "session_lost" not in serve.get("/healthz").json()
+            assert seq_counts(serve)[1] == total
 
 
 def read_packet(sock: socket.socket) -> bytes:
