@@ -50,6 +50,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No MQTTHUB_*/MQTT_* variable or .env file from the developer's machine leaks in:
+    the environment without them, ``tmp_path`` as the working directory (returned).
+
+    Modules whose code reads settings like ``serve`` (config, doctor) use it for every
+    test: ``pytestmark = pytest.mark.usefixtures("clean_environment")``.
+    """
+    for name in list(os.environ):
+        if name.upper().startswith(("MQTTHUB_", "MQTT_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def mosquitto_factory(tmp_path: Path) -> Iterator[MosquittoFactory]:
     """Create and start brokers on demand; every broker is stopped after the test.
 

@@ -22,24 +22,18 @@ from typing import Any
 import pytest
 
 from mqtthub.config import EmbeddedBroker, MqttVersion, load_settings
-from mqtthub.doctor.run import DoctorOptions, run_doctor
+from mqtthub.doctor.run import DoctorOptions
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import MqttTransport
 from mqtthub.transport.embedded import start_if_needed
 from mqtthub.transport.history import ConnectionEvent
+from support.doctor import doctor_checks
 from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoFactory
 from support.ports import free_port
 from support.serve import serve_for, wait_until
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The doctor and serve read env and .env: give each test an empty one."""
-    for name in list(os.environ):
-        if name.startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture
@@ -95,8 +89,7 @@ def rumqttd_with_auth(tmp_path: Path) -> Iterator[int]:
 
 def doctor(options: DoctorOptions | None = None, **flags: Any) -> dict[str, dict[str, Any]]:
     """Run the doctor in-process; its checks by id."""
-    checks, _target = asyncio.run(run_doctor(flags, options or DoctorOptions()))
-    return {check.id: check.as_dict() for check in checks}
+    return doctor_checks(flags, options)
 
 
 def doctor_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -25,30 +25,23 @@ import pytest
 from gmqtt.mqtt.constants import MQTTv50
 
 from mqtthub.config import load_settings
-from mqtthub.doctor.run import DoctorOptions, run_doctor
+from mqtthub.doctor.run import DoctorOptions
 from mqtthub.store.database import Store
 from mqtthub.store.schema import devices
 from mqtthub.transport.client import MqttTransport
 from support.certs import make_tls_files
+from support.doctor import doctor_checks
 from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
 from support.ports import free_port
 from support.serve import serve_for
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The doctor reads env and .env like serve: give each test an empty one."""
-    for name in list(os.environ):
-        if name.startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def doctor(options: DoctorOptions | None = None, **flags: Any) -> dict[str, dict[str, Any]]:
     """Run the doctor in-process; its checks by id."""
-    checks, _target = asyncio.run(run_doctor(flags, options or DoctorOptions()))
-    return {check.id: check.as_dict() for check in checks}
+    return doctor_checks(flags, options)
 
 
 def url(broker: MosquittoBroker | FakeBroker, scheme: str = "mqtt", user: str = "") -> str:

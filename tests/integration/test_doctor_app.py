@@ -8,17 +8,16 @@ topics) would blame the ACL for something the app never does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mqtthub.doctor.run import DoctorOptions, run_doctor
+from mqtthub.doctor.run import DoctorOptions
+from support.doctor import doctor_checks
 from support.mosquitto import MosquittoBroker, MosquittoFactory
 
 RECIPIENT = "61016968"
@@ -26,13 +25,7 @@ TASKS = f"mqtt_app/tasks/{RECIPIENT}"
 USERS = {"app": "pw-app"}
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The doctor reads env and .env like serve: give each test an empty one."""
-    for name in list(os.environ):
-        if name.startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def app_url(broker: MosquittoBroker) -> str:
@@ -41,8 +34,7 @@ def app_url(broker: MosquittoBroker) -> str:
 
 def doctor(options: DoctorOptions, broker: MosquittoBroker) -> dict[str, dict[str, Any]]:
     """Run the doctor in-process as user ``app``; its checks by id."""
-    checks, _target = asyncio.run(run_doctor({"broker_url": app_url(broker)}, options))
-    return {check.id: check.as_dict() for check in checks}
+    return doctor_checks({"broker_url": app_url(broker)}, options)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -3,35 +3,25 @@ packet sizes, keepalive and in-flight window (the CONNACK's Receive Maximum)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mqtthub.doctor.run import DoctorOptions, run_doctor
+from mqtthub.doctor.run import DoctorOptions
+from support.doctor import doctor_checks
 from support.mosquitto import MosquittoBroker, MosquittoFactory
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The doctor reads env and .env like serve: give each test an empty one."""
-    for name in list(os.environ):
-        if name.startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def doctor(
     broker: MosquittoBroker, options: DoctorOptions | None = None, **flags: Any
 ) -> dict[str, dict[str, Any]]:
     flags["broker_url"] = f"mqtt://127.0.0.1:{broker.port}"
-    checks, _target = asyncio.run(run_doctor(flags, options or DoctorOptions()))
-    return {check.id: check.as_dict() for check in checks}
+    return doctor_checks(flags, options)
 
 
 def verdict(check: dict[str, Any]) -> tuple[str, str | None]:

@@ -7,26 +7,17 @@ the broker's verdict on the client certificate arrives right after the handshake
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mqtthub.doctor.run import DoctorOptions, run_doctor
 from support.certs import ClientCert, TlsFiles, make_client_cert, make_tls_files
+from support.doctor import doctor_checks
 from support.mosquitto import MosquittoBroker, MosquittoFactory
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The doctor reads env and .env like serve: give each test an empty one."""
-    for name in list(os.environ):
-        if name.startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture
@@ -46,8 +37,7 @@ def doctor(
     if client is not None:
         flags |= {"client_cert": str(client.cert), "client_key": str(client.key)}
     flags |= {"broker_url": f"mqtts://localhost:{broker.port}", "ca_file": str(tls.ca_file)}
-    checks, _target = asyncio.run(run_doctor(flags, DoctorOptions()))
-    return {check.id: check.as_dict() for check in checks}
+    return doctor_checks(flags)
 
 
 def verdict(checks: dict[str, dict[str, Any]], check_id: str = "tls") -> tuple[str, str | None]:

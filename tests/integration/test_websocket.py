@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from mqtthub.config import load_settings
-from mqtthub.doctor.run import DoctorOptions, run_doctor
 from mqtthub.simulate import simulate
 from mqtthub.transport.client import Ack, MqttTransport
 from support.certs import TlsFiles, make_tls_files
+from support.doctor import doctor_checks
 from support.fake_websocket import FakeWebSocketServer, PlainHttpServer
 from support.mosquitto import mosquitto_pub
 from support.mosquitto_ws import MosquittoWsBroker
@@ -35,13 +35,7 @@ WsFactory = Callable[..., MosquittoWsBroker]
 SENSOR = '{"temperature": 21.5, "rssi": -60}'
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test reads its own settings only."""
-    for name in list(os.environ):
-        if name.startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture
@@ -74,8 +68,7 @@ def broker_env(broker: MosquittoWsBroker) -> dict[str, str]:
 
 
 def doctor(**flags: Any) -> dict[str, dict[str, Any]]:
-    checks, _target = asyncio.run(run_doctor(flags, DoctorOptions()))
-    return {check.id: check.as_dict() for check in checks}
+    return doctor_checks(flags)
 
 
 def assert_failed(checks: dict[str, dict[str, Any]], check_id: str, cause: str, fix: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 from pathlib import Path
 
@@ -16,14 +15,7 @@ from mqtthub.errors import ConfigError, MqttHubError
 PASSWORD = "hunter2-S3cret"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No MQTTHUB_*/MQTT_* variable or .env file from the developer's machine leaks in."""
-    for name in list(os.environ):
-        if name.upper().startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def config_error(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], **flags: object) -> str:

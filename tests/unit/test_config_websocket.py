@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,7 @@ import trustme
 from mqtthub.config import load_settings
 from mqtthub.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No MQTTHUB_*/MQTT_* variable or .env file from the developer's machine leaks in."""
-    for name in list(os.environ):
-        if name.upper().startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.mark.parametrize(

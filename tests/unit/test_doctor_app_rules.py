@@ -8,9 +8,7 @@ whose receipts never reach the server is broken, where serve's refused probe is 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -30,13 +28,7 @@ RECEIPTS = f"mqtt_app/tasks/{RECIPIENT}/+/ack"
 PROBE = f"mqtt_app/tasks/{RECIPIENT}/mqtthub-doctor-0123456789abcdef/ack"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No MQTTHUB_*/MQTT_* variable or .env file from the developer's machine leaks in."""
-    for name in list(os.environ):
-        if name.upper().startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def app_delivery(

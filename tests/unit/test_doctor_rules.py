@@ -8,7 +8,6 @@ records them) and reads the verdict, the cause code and the fix as a user would.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -62,14 +61,7 @@ CERT = CertInfo(
 )
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No MQTTHUB_*/MQTT_* variable or .env file from the developer's machine leaks in."""
-    for name in list(os.environ):
-        if name.upper().startswith(("MQTTHUB_", "MQTT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 # --- evidence as the probes record it -------------------------------------------------
