@@ -96,14 +96,14 @@ def test_window_keeps_open_and_previous_group() -> None:
     window = UnackedWindow()
     big = [pair(n % 65535 + 1) for n in range(3 * MIN_PAIRS)]
     first, second, third = big[:MIN_PAIRS], big[MIN_PAIRS : 2 * MIN_PAIRS], big[2 * MIN_PAIRS :]
-    window.committed(first)
+    window.committed(encode(first))
     window.acknowledged()
-    window.committed(second)
+    window.committed(encode(second))
     assert window.pairs() == first + second
-    assert window.with_batch(third) == first + second + third
+    assert decode(window.with_batch(encode(third))) == first + second + third
     assert window.pairs() == first + second  # with_batch does not change it
     window.acknowledged()
-    window.committed(third)
+    window.committed(encode(third))
     assert window.pairs() == second + third  # the group before the previous one is gone
     window.acknowledged()
     assert window.pairs() == third
@@ -112,7 +112,7 @@ def test_window_keeps_open_and_previous_group() -> None:
 def test_window_keeps_at_least_min_pairs_of_small_batches() -> None:
     window = UnackedWindow()
     for n in range(1, MIN_PAIRS + 50):
-        window.committed([pair(n)])
+        window.committed(encode([pair(n)]))
         window.acknowledged()
     pairs = window.pairs()
     assert len(pairs) == MIN_PAIRS
@@ -126,7 +126,7 @@ def test_window_groups_batches_until_acknowledged() -> None:
     window = UnackedWindow()
     batches = [[pair(n * 1000 + k + 1) for k in range(1000)] for n in range(3)]
     for batch in batches:
-        window.committed(batch)
+        window.committed(encode(batch))
     assert window.pairs() == batches[0] + batches[1] + batches[2]
     window.acknowledged()
     assert len(window.pairs()) == 3000
@@ -134,8 +134,27 @@ def test_window_groups_batches_until_acknowledged() -> None:
 
 def test_window_starts_from_the_recorded_pairs_and_is_bounded() -> None:
     recorded = [pair(n % 65535 + 1) for n in range(MAX_PAIRS + 10)]
-    window = UnackedWindow(recorded)
+    window = UnackedWindow(encode(recorded) + b"\x00\x01")  # a torn tail is ignored
     assert window.pairs() == recorded[-MAX_PAIRS:]
-    window.committed([pair(1)])
+    window.committed(encode([pair(1)]))
     assert len(window.pairs()) == MAX_PAIRS
-    assert len(window.with_batch([pair(2)])) == MAX_PAIRS
+    assert len(decode(window.with_batch(encode([pair(2)])))) == MAX_PAIRS
+    assert UnackedWindow(None).pairs() == []
+
+
+def test_writer_pairs_match_the_transport_fingerprint() -> None:
+    """The writer's inlined fingerprint equals the transport's, for every kind of ack."""
+    from mqtthub.ingest.writer import _encoded_pairs
+    from mqtthub.pipeline import RawMessage
+    from mqtthub.transport.client import Ack
+
+    topics = ["devices/a/sensor", "devices/\u00e9\u6f22/sensor", "devices/\ufffd/heartbeat"]
+    messages = [
+        RawMessage(topics[n % 3], b"%d" % n, 1, False, 0.0, Ack(None, n + 1))  # type: ignore[arg-type]
+        for n in range(6)
+    ]
+    messages.append(RawMessage(topics[0], b"qos0", 0, False, 0.0, None))
+    messages.append(RawMessage(topics[1], b"fake", 1, False, 0.0, 77))  # a test transport's ack
+    expected = [(n + 1, fingerprint(topics[n % 3], b"%d" % n)) for n in range(6)]
+    pairs = [*expected, (77, fingerprint(topics[1], b"fake"))]
+    assert _encoded_pairs(messages) == encode(pairs)

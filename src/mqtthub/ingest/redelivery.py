@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "MAX_PAIRS",
     "MIN_PAIRS",
+    "PAIR",
     "Pair",
     "RedeliveryFilter",
     "UnackedWindow",
@@ -33,12 +34,14 @@ __all__ = [
 Pair = tuple[int, int]
 """``(packet id, fingerprint)`` of one QoS 1 message."""
 
-_PAIR = struct.Struct("!HQ")  # 10 bytes a message
+PAIR = _PAIR = struct.Struct("!HQ")
+"""One encoded pair: packet id, fingerprint (10 bytes)."""
 MAX_PAIRS = 65_535
 """At most this many pairs are kept: a broker cannot have more QoS 1 messages in flight to
 one session (packet ids are 16 bits)."""
 MIN_PAIRS = 1_024
 """The window keeps at least this many of the latest pairs (10 KiB), whatever the groups."""
+_MAX_BYTES, _MIN_BYTES = MAX_PAIRS * _PAIR.size, MIN_PAIRS * _PAIR.size
 
 
 def fingerprint(topic: str, payload: bytes) -> int:
@@ -73,37 +76,42 @@ class UnackedWindow:
     one message at a time), the group acknowledged last (its PUBACKs were written to the
     socket, but a kill can lose them before the broker reads them), and older pairs up to
     :data:`MIN_PAIRS` in all (PUBACKs still on their way over a slow network).
+
+    Kept encoded (:func:`encode`), as the database row holds it: a batch adds its own
+    pairs' bytes, and nothing is encoded twice.
     """
 
-    def __init__(self, pairs: Iterable[Pair] = ()) -> None:
+    def __init__(self, encoded: bytes | None = None) -> None:
         """Start from what the previous run recorded (all of it counts as unacknowledged)."""
-        self._pairs: list[Pair] = list(pairs)[-MAX_PAIRS:]
-        self._open = 0  # where the open group starts in _pairs
+        data = encoded or b""
+        self._data = bytearray(data[: len(data) - len(data) % _PAIR.size][-_MAX_BYTES:])
+        self._open = 0  # where the open group starts in _data (bytes)
 
-    def with_batch(self, pairs: Sequence[Pair]) -> list[Pair]:
-        """The window to record in the transaction of a batch with these ``pairs`` (the
-        window itself changes only once that transaction committed: :meth:`committed`)."""
-        return (self._pairs + list(pairs))[-MAX_PAIRS:]
+    def with_batch(self, encoded: bytes) -> bytes:
+        """The window to record in the transaction of a batch whose pairs are ``encoded``
+        (the window itself changes only once that transaction committed: :meth:`committed`)."""
+        data = bytes(self._data) + encoded
+        return data[-_MAX_BYTES:] if len(data) > _MAX_BYTES else data
 
-    def committed(self, pairs: Sequence[Pair]) -> None:
-        """A batch with these pairs committed: they join the open group."""
-        self._pairs.extend(pairs)
-        self._trim(len(self._pairs) - MAX_PAIRS)
+    def committed(self, encoded: bytes) -> None:
+        """A batch whose pairs are ``encoded`` committed: they join the open group."""
+        self._data += encoded
+        self._trim(len(self._data) - _MAX_BYTES)
 
     def acknowledged(self) -> None:
         """The open group's PUBACKs went to the transport: it becomes the previous group,
         and what came before it is kept only up to :data:`MIN_PAIRS` pairs in all."""
-        previous, self._open = self._open, len(self._pairs)
-        self._trim(min(previous, len(self._pairs) - MIN_PAIRS))
+        previous, self._open = self._open, len(self._data)
+        self._trim(min(previous, len(self._data) - _MIN_BYTES))
 
     def _trim(self, count: int) -> None:
         if count > 0:
-            del self._pairs[:count]
+            del self._data[:count]
             self._open = max(0, self._open - count)
 
     def pairs(self) -> list[Pair]:
         """Every pair of the window, oldest first (at most :data:`MAX_PAIRS`)."""
-        return list(self._pairs)
+        return decode(bytes(self._data))
 
 
 class RedeliveryFilter:

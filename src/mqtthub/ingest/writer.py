@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, Engine
 
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.events import EventBus, RecentMessages
-from mqtthub.ingest.redelivery import Pair, UnackedWindow, decode, encode, fingerprint
+from mqtthub.ingest.redelivery import PAIR, UnackedWindow
 from mqtthub.logutil import RateLimitedLog
 from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status
 from mqtthub.metrics import Metrics
@@ -144,7 +145,7 @@ class BatchWriter:
             record = await self._in_thread(self.store.read, load_session, self._session_id)
             self.previous_session = record
             if record is not None:
-                self.unacked = UnackedWindow(decode(record.unacked))
+                self.unacked = UnackedWindow(record.unacked)
 
     async def run(self) -> None:
         """Write batches and expire presence deadlines until :meth:`stop`."""
@@ -278,13 +279,13 @@ class BatchWriter:
         each message once.
         """
         batch: Batch | None = None
-        pairs = _pairs(messages) if self._session_id is not None else []
+        encoded = _encoded_pairs(messages) if self._session_id is not None else b""
         try:
             with self.store.transaction() as connection:
                 batch = self._prepare(messages, connection)
                 self.store.write_batch(connection, batch)
-                if pairs:
-                    window = encode(self.unacked.with_batch(pairs))
+                if encoded:
+                    window = self.unacked.with_batch(encoded)
                     record_unacked(connection, self._session_id or "", window, time.time())
                 if self._worker_id is not None:
                     notify(connection, self._worker_id, batch_events(batch))
@@ -292,8 +293,8 @@ class BatchWriter:
             if batch is not None:
                 self.presence.restore(batch.presence_before)
             raise
-        if pairs:
-            self.unacked.committed(pairs)
+        if encoded:
+            self.unacked.committed(encoded)
         if len(self._known_info) > KNOWN_INFO_LIMIT:
             self._known_info.clear()
         self._known_info.update(batch.metric_info)
@@ -493,18 +494,32 @@ class BatchWriter:
             )
 
 
-def _pairs(messages: list[RawMessage]) -> list[Pair]:
-    """(packet id, fingerprint) of the QoS 1 messages of a batch (the transport's ``Ack``
-    has a ``packet_id``; a test transport's ack may be the packet id itself)."""
-    pairs: list[Pair] = []
+def _encoded_pairs(messages: list[RawMessage]) -> bytes:
+    """The (packet id, fingerprint) pairs of the QoS 1 messages of a batch, encoded as
+    :func:`~mqtthub.ingest.redelivery.encode` does (the transport's ``Ack`` has a
+    ``packet_id``; a test transport's ack may be the packet id itself).
+
+    :func:`~mqtthub.ingest.redelivery.fingerprint` inlined, each topic's half computed once
+    a batch: this runs for every QoS 1 message.
+    """
+    crc32 = zlib.crc32
+    pack = PAIR.pack
+    topics: dict[str, int] = {}
+    encoded: list[bytes] = []
+    append = encoded.append
     for message in messages:
         ack = message.ack
         if ack is None:
             continue
         packet_id = getattr(ack, "packet_id", ack)
-        if isinstance(packet_id, int):
-            pairs.append((packet_id, fingerprint(message.topic, message.payload)))
-    return pairs
+        if type(packet_id) is not int:
+            continue
+        topic = message.topic
+        high = topics.get(topic)
+        if high is None:
+            high = topics[topic] = crc32(topic.encode("utf-8", "surrogatepass")) << 32
+        append(pack(packet_id, high | crc32(message.payload)))
+    return b"".join(encoded)
 
 
 def batch_events(batch: Batch) -> list[Event]:
