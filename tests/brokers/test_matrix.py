@@ -8,7 +8,6 @@ broker's ``mqtt_version`` through MQTTHUB_MQTT_VERSION.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -24,8 +23,8 @@ from typing import Any
 from brokers.capabilities import FORGETS_SESSIONS
 from brokers.conftest import PASSWORD, USER, Broker, StartBroker
 from brokers.proxy import CuttableRelay
-from mqtthub.doctor.run import DoctorOptions, run_doctor
 from mqtthub.simulation_values import device_ids
+from support.doctor import doctor_checks
 from support.fake_broker import varint
 from support.ports import free_port
 from support.publisher import publish_qos1
@@ -71,8 +70,7 @@ def seq_messages(first: int, count: int) -> list[tuple[str, bytes]]:
 
 def doctor(broker: Broker, url: str | None = None) -> dict[str, dict[str, Any]]:
     flags = {"broker_url": url or broker.url, "mqtt_version": broker.mqtt_version}
-    checks, _target = asyncio.run(run_doctor(flags, DoctorOptions()))
-    return {check.id: check.as_dict() for check in checks}
+    return doctor_checks(flags)
 
 
 # ------------------------------------------------------------------------------- the cases
