@@ -93,6 +93,7 @@ class InboxWindow(QMainWindow):
         self.history = ConnectionHistory("")
         self._quitting = False
         self._shown: list[str] = []  # task ids in table order
+        self._shown_states: dict[str, TaskState] = {}  # the state each row shows
         #: Task ids this window announced (a tray message, or an alert where none).
         self.announced: list[str] = []
         self._title = f"mqtthub inbox — {recipient}"
@@ -284,23 +285,27 @@ class InboxWindow(QMainWindow):
             self._send_receipt(task_id, state)
 
     def refresh_tasks(self) -> None:
-        """Show the stored tasks, newest first; new ones highlighted. Rows (and their
-        buttons) are rebuilt only when tasks came or went, else updated in place."""
+        """Show the stored tasks, newest first; new ones highlighted."""
         tasks = self.store.tasks()
         ids = [task.task_id for task in tasks]
         if ids != self._shown:
-            selected = self.selected_task_id()
-            self.table.setRowCount(0)
-            self.table.setRowCount(len(tasks))
-            for row, task in enumerate(tasks):
-                self.table.setCellWidget(row, ACTIONS, self._actions(task.task_id))
-            self._shown = ids
-            if selected in ids:
-                self.table.selectRow(ids.index(selected))
+            self._add_rows(ids)
         for row, task in enumerate(tasks):
-            self._fill_row(row, task)
+            if self._shown_states.get(task.task_id) is not task.state:  # new or moved on
+                self._fill_row(row, task)
+                self._shown_states[task.task_id] = task.state
         new = sum(task.state is TaskState.NEW for task in tasks)
         self.setWindowTitle(f"{self._title} ({new} new)" if new else self._title)
+
+    def _add_rows(self, ids: list[str]) -> None:
+        """Insert a row (and its buttons) for each task not shown yet; tasks never go away,
+        so the rows shown keep their order and only new ones are built."""
+        shown = set(self._shown)
+        for row, task_id in enumerate(ids):
+            if task_id not in shown:
+                self.table.insertRow(row)
+                self.table.setCellWidget(row, ACTIONS, self._actions(task_id))
+        self._shown = ids
 
     def _fill_row(self, row: int, task: InboxTask) -> None:
         arrived = datetime.fromtimestamp(task.arrived_at).strftime("%Y-%m-%d %H:%M")
