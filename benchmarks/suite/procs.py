@@ -287,9 +287,9 @@ class Serve:
     def get(self, path: str, *, keep_alive: bool = False) -> Any:
         """GET ``path`` from serve's API and decode the JSON.
 
-        A new connection per request by default: on a kept-alive connection each response
-        of serve waits ~40 ms (see :func:`api_request_ms`), which would blur every figure
-        that polls the API.
+        A new connection per request by default, as the figures before the fix of the
+        HTTP socket (Nagle held each kept-alive response ~40 ms; :func:`api_request_ms`
+        measures both) were taken that way.
         """
         if not keep_alive or self._http is None:
             if self._http is not None:
