@@ -21,16 +21,15 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import orjson
+from mqtt_clients import sensor_values
+from suite.databases import fresh_store
 
 from mqtthub.alerts.rules import Condition, Evaluator, Rule
 from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
-from mqtthub.store.database import Store
 
 DEVICES = 10_000
 T0 = 1_790_000_000.0
@@ -43,17 +42,9 @@ def messages(count: int, seed: int = 7) -> list[RawMessage]:
     rng = random.Random(seed)
     out = []
     for i in range(count):
-        payload = {
-            "temperature": round(rng.uniform(18, 30), 1),
-            "humidity": round(rng.uniform(30, 70), 1),
-            "pressure": round(rng.uniform(990, 1030), 1),
-            "light": rng.randint(0, 1000),
-            "rssi": rng.randint(-90, -40),
-            "voltage": round(rng.uniform(3.0, 3.4), 2),
-            "uptime": 86400 + i,
-        }
         topic = f"devices/d{i % DEVICES}/sensor"
-        out.append(RawMessage(topic, orjson.dumps(payload), 1, False, T0 + i / RATE))
+        payload = orjson.dumps(sensor_values(rng, i))
+        out.append(RawMessage(topic, payload, 1, False, T0 + i / RATE))
     return out
 
 
@@ -99,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = {f"d{n}": {"site": f"s{n % 10}"} for n in range(DEVICES)}
     ingest_us, alerts_us, changes_seen = [], [], 0
     for _round in range(args.rounds):
-        with tempfile.TemporaryDirectory() as folder:
-            store = Store.open(f"sqlite:///{Path(folder) / 'bench.db'}")
+        with fresh_store("sqlite") as store:
             presence = PresenceEngine()
             evaluator = Evaluator(rules(), labels)
             ingest = evaluate = 0.0
@@ -117,7 +107,6 @@ def main(argv: list[str] | None = None) -> None:
                 evaluate += time.process_time() - middle
                 ingest += middle - started
                 changes_seen += len(changes)
-            store.close()
         ingest_us.append(ingest / len(raw) * 1e6)
         alerts_us.append(evaluate / len(raw) * 1e6)
     ingest_median, alerts_median = statistics.median(ingest_us), statistics.median(alerts_us)

@@ -38,7 +38,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,122 +50,17 @@ import gmqtt
 import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from suite.procs import HOST, Broker, mosquitto_version, running_broker
 
-HOST = "127.0.0.1"
 TOPIC_FILTER = "bench/+/sensor"
 DEVICES = 100
-MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_SUB = "mosquitto_sub"
 SETUP_TIMEOUT = 10.0  # broker start, CONNACK, SUBACK
 FIRST_MESSAGE_TIMEOUT = 20.0  # publisher process start-up included
 IDLE_TIMEOUT = 5.0  # no message for this long: the rest is counted as lost
 POLL_INTERVAL = 0.05
 PUBLISH_WINDOW = 60_000  # unacknowledged QoS 1 packet ids the publisher may use at once
-
-
-# --------------------------------------------------------------------------- broker
-
-
-class Broker:
-    """A private Mosquitto on a free 127.0.0.1 port whose log shows subscriptions."""
-
-    def __init__(self, workdir: Path, max_inflight: int) -> None:
-        self.port = free_port()
-        self._conf = workdir / "mosquitto.conf"
-        self._conf.write_text(
-            f"listener {self.port} {HOST}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 0\n"
-            f"max_inflight_messages {max_inflight}\n"
-            "log_dest stderr\n"
-            "log_type error\nlog_type warning\nlog_type subscribe\n"
-        )
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        self._proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        """Start Mosquitto and return once its port accepts connections."""
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self._conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read_log, args=(self._proc.stderr,), daemon=True).start()
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        while not port_open(self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"mosquitto did not start: {self.log_tail()}")
-            time.sleep(0.01)
-
-    def _read_log(self, stream: IO[str]) -> None:
-        for line in stream:
-            with self._changed:
-                self._lines.append(line.rstrip())
-                self._changed.notify_all()
-
-    def wait_for_subscription(self, client_id: str, qos: int) -> None:
-        """Block until the broker has logged ``client_id`` subscribing to the filter."""
-        needle = f" {client_id} {qos} {TOPIC_FILTER}"
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: any(line.endswith(needle) for line in self._lines), SETUP_TIMEOUT
-            )
-        if not found:
-            raise TimeoutError(f"{client_id} did not subscribe: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 5) -> str:
-        """The last few broker log lines, for error messages."""
-        with self._changed:
-            return " | ".join(self._lines[-lines:])
-
-    def stop(self) -> None:
-        """Terminate Mosquitto and wait for it."""
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-
-
-@contextlib.contextmanager
-def running_broker(max_inflight: int) -> Iterator[Broker]:
-    """A started :class:`Broker`, stopped (and its config removed) on exit."""
-    with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as workdir:
-        broker = Broker(Path(workdir), max_inflight)
-        broker.start()
-        try:
-            yield broker
-        finally:
-            broker.stop()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    """True when 127.0.0.1:``port`` accepts a TCP connection."""
-    try:
-        socket.create_connection((HOST, port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
-def mosquitto_version() -> str:
-    """The first line of ``mosquitto -h``, e.g. ``mosquitto version 2.0.11``."""
-    out = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True, check=False)
-    return (out.stdout or out.stderr).splitlines()[0].strip()
+WS_PATH = "/mqtt"  # the path of Mosquitto's WebSockets listener
 
 
 # ------------------------------------------------------------------------ publisher
@@ -194,21 +88,25 @@ def connect_packet(client_id: str) -> bytes:
     return b"\x10" + _remaining_length(len(body)) + body
 
 
+def sensor_values(rng: random.Random, i: int) -> dict[str, float]:
+    """The 7 values of the benchmarks' sensor reading number ``i`` (``uptime`` is 86400 + i)."""
+    return {
+        "temperature": round(rng.uniform(18, 30), 1),
+        "humidity": round(rng.uniform(30, 70), 1),
+        "pressure": round(rng.uniform(990, 1030), 1),
+        "light": rng.randint(0, 1000),
+        "rssi": rng.randint(-90, -40),
+        "voltage": round(rng.uniform(3.0, 3.4), 2),
+        "uptime": 86400 + i,
+    }
+
+
 def sensor_readings(count: int, seed: int = 17) -> Iterator[tuple[bytes, bytes]]:
     """``count`` (topic, JSON payload) pairs, round-robin over ``DEVICES`` device ids."""
     rng = random.Random(seed)
     for i in range(count):
         device = f"d{i % DEVICES}"
-        reading = {
-            "device_id": device,
-            "temperature": round(rng.uniform(18, 30), 1),
-            "humidity": round(rng.uniform(30, 70), 1),
-            "pressure": round(rng.uniform(990, 1030), 1),
-            "light": rng.randint(0, 1000),
-            "rssi": rng.randint(-90, -40),
-            "voltage": round(rng.uniform(3.0, 3.4), 2),
-            "uptime": 86400 + i,
-        }
+        reading = {"device_id": device, **sensor_values(rng, i)}
         yield f"bench/{device}/sensor".encode(), orjson.dumps(reading)
 
 
@@ -273,6 +171,32 @@ def run_publisher(port: int, qos: int, count: int, client_id: str) -> None:
         else:
             sock.sendall(b"".join(packets))
         sock.sendall(b"\xe0\x00")  # DISCONNECT: the broker handles it after the burst
+
+
+def run_with_publisher(
+    port: int, qos: int, count: int, client_id: str, consume: Callable[[Callable[[], None]], Tally]
+) -> Measurement:
+    """``consume(launch)``'s measurement; ``launch()`` starts :func:`run_publisher` (``count``
+    messages at ``qos`` to ``port`` as ``client_id``) in a fresh process, joined at the end."""
+    spawn = multiprocessing.get_context("spawn")
+    publishers: list[multiprocessing.process.BaseProcess] = []
+
+    def launch() -> None:
+        args = (port, qos, count, client_id)
+        publishers.append(spawn.Process(target=run_publisher, args=args, daemon=True))
+        publishers[-1].start()
+
+    try:
+        tally = consume(launch)
+    finally:
+        for process in publishers:
+            process.join(timeout=IDLE_TIMEOUT)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    if publishers and publishers[0].exitcode != 0:
+        print(f"  publisher exited with {publishers[0].exitcode}", file=sys.stderr)
+    return tally.measurement()
 
 
 # -------------------------------------------------------------------------- tally
@@ -361,6 +285,15 @@ class RunContext:
     count: int
     client_id: str
     launch_publisher: Callable[[], None]
+    websocket: bool = False  # connect to the broker's WebSockets listener, not its TCP one
+
+    @property
+    def port(self) -> int:
+        """The broker port the consumer connects to."""
+        if not self.websocket:
+            return self.broker.port
+        assert self.broker.ws_port is not None, "the broker has no WebSockets listener"
+        return self.broker.ws_port
 
 
 async def _gmqtt_run(ctx: RunContext, optimistic: bool) -> Tally:
@@ -377,7 +310,7 @@ async def _gmqtt_run(ctx: RunContext, optimistic: bool) -> Tally:
     client = gmqtt.Client(ctx.client_id, optimistic_acknowledgement=optimistic)
     client.on_message = on_message
     client.on_subscribe = lambda *_args: subscribed.set()
-    await client.connect(HOST, ctx.broker.port)  # MQTT 5, gmqtt's default and mqtthub's
+    await client.connect(HOST, ctx.port)  # MQTT 5, gmqtt's default and mqtthub's
     try:
         client.subscribe(gmqtt.Subscription(TOPIC_FILTER, qos=ctx.qos))
         await asyncio.wait_for(subscribed.wait(), SETUP_TIMEOUT)
@@ -395,7 +328,10 @@ def consume_gmqtt(ctx: RunContext, *, optimistic: bool = False) -> Tally:
 
 
 def consume_paho(ctx: RunContext, *, manual_ack: bool = False) -> Tally:
-    """paho-mqtt 2.x with loop_start(); with ``manual_ack`` each message is acked after parsing."""
+    """paho-mqtt 2.x with loop_start(); with ``manual_ack`` each message is acked after parsing.
+
+    Over WebSockets (``ctx.websocket``): paho's own ``transport="websockets"``.
+    """
     done, subscribed = threading.Event(), threading.Event()
     tally = Tally(ctx.count, done.set)
 
@@ -405,12 +341,17 @@ def consume_paho(ctx: RunContext, *, manual_ack: bool = False) -> Tally:
             client.ack(msg.mid, msg.qos)
 
     client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=ctx.client_id, manual_ack=manual_ack
+        CallbackAPIVersion.VERSION2,
+        client_id=ctx.client_id,
+        transport="websockets" if ctx.websocket else "tcp",
+        manual_ack=manual_ack,
     )
+    if ctx.websocket:
+        client.ws_set_options(path=WS_PATH)
     client.on_message = on_message
     client.on_connect = lambda c, *_args: c.subscribe(TOPIC_FILTER, qos=ctx.qos)
     client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(HOST, ctx.broker.port)
+    client.connect(HOST, ctx.port)
     client.loop_start()
     try:
         if not subscribed.wait(SETUP_TIMEOUT):
@@ -432,7 +373,13 @@ async def _aiomqtt_drain(client: aiomqtt.Client, tally: Tally) -> None:
 async def _aiomqtt_run(ctx: RunContext) -> Tally:
     done = asyncio.Event()
     tally = Tally(ctx.count, done.set)
-    async with aiomqtt.Client(HOST, ctx.broker.port, identifier=ctx.client_id) as client:
+    async with aiomqtt.Client(
+        HOST,
+        ctx.port,
+        identifier=ctx.client_id,
+        transport="websockets" if ctx.websocket else "tcp",
+        websocket_path=WS_PATH if ctx.websocket else None,
+    ) as client:
         await client.subscribe(TOPIC_FILTER, qos=ctx.qos)  # returns after the SUBACK
         drain = asyncio.create_task(_aiomqtt_drain(client, tally))
         tally.arm()
@@ -445,7 +392,10 @@ async def _aiomqtt_run(ctx: RunContext) -> Tally:
 
 
 def consume_aiomqtt(ctx: RunContext) -> Tally:
-    """aiomqtt 2.x ``async for message in client.messages`` (paho acks QoS 1 on receipt)."""
+    """aiomqtt 2.x ``async for message in client.messages`` (paho acks QoS 1 on receipt).
+
+    Over WebSockets (``ctx.websocket``): aiomqtt's ``transport="websockets"``.
+    """
     return asyncio.run(_aiomqtt_run(ctx))
 
 
@@ -470,7 +420,7 @@ def consume_mosquitto_sub(ctx: RunContext) -> Tally:
     with subprocess.Popen(command, stdout=subprocess.PIPE) as proc:
         assert proc.stdout is not None
         try:
-            ctx.broker.wait_for_subscription(ctx.client_id, ctx.qos)
+            ctx.broker.wait_for_subscription(ctx.client_id, TOPIC_FILTER)
             tally.arm()
             ctx.launch_publisher()
             _count_lines(proc.stdout, tally)
@@ -523,26 +473,14 @@ SCENARIOS = (
 def run_once(scenario: Scenario, broker: Broker, count: int, run: int) -> Measurement:
     """Run ``scenario`` once against ``broker`` with a fresh publisher process."""
     slug = scenario.library.replace(" ", "-").replace("_", "-")
-    spawn = multiprocessing.get_context("spawn")
-    publishers: list[multiprocessing.process.BaseProcess] = []
-
-    def launch() -> None:
-        args = (broker.port, scenario.qos, count, f"bench-pub-{run}")
-        publishers.append(spawn.Process(target=run_publisher, args=args, daemon=True))
-        publishers[-1].start()
-
-    ctx = RunContext(broker, scenario.qos, count, f"bench-{slug}-q{scenario.qos}-{run}", launch)
-    try:
-        tally = scenario.consume(ctx)
-    finally:
-        for process in publishers:
-            process.join(timeout=IDLE_TIMEOUT)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    if publishers and publishers[0].exitcode != 0:
-        print(f"  publisher exited with {publishers[0].exitcode}", file=sys.stderr)
-    return tally.measurement()
+    client_id = f"bench-{slug}-q{scenario.qos}-{run}"
+    return run_with_publisher(
+        broker.port,
+        scenario.qos,
+        count,
+        f"bench-pub-{run}",
+        lambda launch: scenario.consume(RunContext(broker, scenario.qos, count, client_id, launch)),
+    )
 
 
 @dataclass
@@ -632,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print the table (and write JSON if asked)."""
     args = parse_args(argv)
     env = environment(args)
-    with running_broker(args.max_inflight) as broker:
+    with running_broker(max_inflight=args.max_inflight) as broker:
         results = run_all(broker, args.messages, args.repeat)
     print(
         f"{env['broker']}, max_inflight_messages {args.max_inflight}, "

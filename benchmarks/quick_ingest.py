@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,38 +22,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from suite.procs import free_port, port_open, wait_until
+
 BENCHMARKS = Path(__file__).resolve().parent
 # The fast raw-socket publisher of mqtt_clients.py: topics bench/<device>/sensor.
 PUBLISHER = (
     "import sys; sys.path.insert(0, sys.argv[1]); from mqtt_clients import run_publisher; "
     "run_publisher(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), 'bench-publisher')"
 )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    """Poll ``condition()`` until true or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def listening(port: int) -> bool:
-    """True when 127.0.0.1:port accepts connections."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def publish(port: int, count: int, qos: int) -> subprocess.Popen[bytes]:
@@ -110,12 +85,12 @@ def stored_rate(port: int, count: int, qos: int, workdir: Path, extra_env: dict[
     }
     serve = subprocess.Popen([sys.executable, "-m", "mqtthub", "serve"], cwd=workdir, env=env)
     try:
-        wait_for(lambda: listening(http_port), 30, "serve to start")
-        wait_for(lambda: _healthy(http_port), 30, "serve to connect")
+        wait_until(lambda: port_open(http_port), 30, "serve to start")
+        wait_until(lambda: _healthy(http_port), 30, "serve to connect")
         publisher = publish(port, count, qos)
-        wait_for(lambda: counts(http_port)[0] > 0, 60, "the first message")
+        wait_until(lambda: counts(http_port)[0] > 0, 60, "the first message")
         started = time.perf_counter()  # like broker_rate: from the first message on
-        wait_for(lambda: counts(http_port)[1] >= count, 300, f"{count} messages stored")
+        wait_until(lambda: counts(http_port)[1] >= count, 300, f"{count} messages stored")
         elapsed = time.perf_counter() - started
         publisher.wait(60)
         return count / elapsed
@@ -156,7 +131,7 @@ def main() -> None:
         )
         broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
         try:
-            wait_for(lambda: listening(port), 10, "mosquitto to start")
+            wait_until(lambda: port_open(port), 10, "mosquitto to start")
             baseline = broker_rate(port, args.messages, args.qos)
             ours = stored_rate(port, args.messages, args.qos, workdir, extra_env)
         finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -22,6 +21,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from suite.procs import free_port
 
 from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
@@ -52,13 +53,6 @@ def fill(database: Path, days: int) -> tuple[float, float]:
         )
     store.close()
     return start, start + total
-
-
-def free_port() -> int:
-    """A free TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timed_get(url: str) -> tuple[float, int]:

@@ -60,11 +60,14 @@ BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from mqtt_clients import run_publisher  # noqa: E402  (benchmarks/ is not a package)
+from mqtt_clients import (  # noqa: E402  (benchmarks/ is not a package)
+    _remaining_length,
+    run_publisher,
+)
+from mqtt_clients import _string as _mqtt_string  # noqa: E402
+from suite.procs import HOST, MOSQUITTO, free_port  # noqa: E402
 
-HOST = "127.0.0.1"
 GROUP_FILTER = "$share/g/bench/+/sensor"
-MOSQUITTO = "/usr/sbin/mosquitto"
 SESSION_EXPIRY = 3600
 IDLE_S = 2.0  # no message for this long: a member has everything it will get
 WARMUP = 200
@@ -74,22 +77,12 @@ STILL_S = 30.0  # --mqtthub: nothing stored for this long means nothing more wil
 # ----------------------------------------------------------------------------- packets
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _string(value: str) -> bytes:
-    data = value.encode()
-    return struct.pack("!H", len(data)) + data
+    return _mqtt_string(value.encode())
 
 
 def _packet(header: int, body: bytes) -> bytes:
-    return bytes([header]) + _varint(len(body)) + body
+    return bytes([header]) + _remaining_length(len(body)) + body
 
 
 def connect_packet(client_id: str, protocol: int, *, clean: bool) -> bytes:
@@ -99,7 +92,7 @@ def connect_packet(client_id: str, protocol: int, *, clean: bool) -> bytes:
     if protocol == 5:
         props = b"" if clean else b"\x11" + struct.pack("!I", SESSION_EXPIRY)
         props += b"\x21" + struct.pack("!H", 65535)  # Receive Maximum, as serve announces
-        body += _varint(len(props)) + props
+        body += _remaining_length(len(props)) + props
     return _packet(0x10, body + _string(client_id))
 
 
@@ -112,7 +105,7 @@ def disconnect_packet(protocol: int, *, end_session: bool) -> bytes:
     """DISCONNECT; MQTT 5 with ``end_session``: reason 0 and Session Expiry Interval 0."""
     if protocol == 5 and end_session:
         props = b"\x11" + struct.pack("!I", 0)
-        return _packet(0xE0, b"\x00" + _varint(len(props)) + props)
+        return _packet(0xE0, b"\x00" + _remaining_length(len(props)) + props)
     return b"\xe0\x00"
 
 
@@ -227,12 +220,6 @@ def member_child(port: int, client_id: str, protocol: int, end_session: bool) ->
 
 
 # ------------------------------------------------------------------------------ broker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class Mosquitto:

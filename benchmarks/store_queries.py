@@ -17,23 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
+from suite.databases import fresh_store
 
 from mqtthub.pipeline import RawMessage, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
 from mqtthub.store import queries
 from mqtthub.store.database import Store
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = 1_790_000_000.0 - 1_790_000_000.0 % 3600
 DEVICE = "q1"
 
@@ -80,28 +75,6 @@ def fill(store: Store, hours: int) -> None:
         store.write(
             build_batch(parse_all(chunk, prefix="devices", max_payload=4096), presence=presence)
         )
-
-
-@contextmanager
-def fresh_store(dialect: str) -> Iterator[Store]:
-    """A migrated store on a new SQLite file or a new PostgreSQL database."""
-    if dialect == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            store = Store.open(f"sqlite:///{Path(folder) / 'bench.db'}")
-            try:
-                yield store
-            finally:
-                store.close()
-        return
-    name = f"mqtthub_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        store = Store.open(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        try:
-            yield store
-        finally:
-            store.close()
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def cases(hours: int) -> dict[str, Callable[[Any], object]]:

@@ -29,18 +29,15 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 from mqtt_clients import sensor_readings
 from sqlalchemy import Connection, case, text
 from sqlalchemy.dialects import postgresql, sqlite
+from suite.databases import fresh_store
 
 from mqtthub.pipeline import Batch, RawMessage, Sample, build_batch, parse_all
 from mqtthub.presence import PresenceEngine
@@ -48,7 +45,6 @@ from mqtthub.store.database import Store
 from mqtthub.store.samples import SampleWriter
 from mqtthub.store.schema import latest_readings, readings_1m
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 T0 = 1_790_000_000.0
 RATE = 20_000.0  # messages per second of receive time
 
@@ -197,28 +193,6 @@ CANDIDATES: dict[str, tuple[set[str], Build]] = {
     "samples-executemany": ({"postgresql"}, lambda s: ManyUpserts(s.dialect)),
     "samples-jsonb": ({"postgresql"}, lambda s: None),
 }
-
-
-@contextmanager
-def fresh_store(dialect: str) -> Iterator[Store]:
-    """A migrated store on a new SQLite file or a new PostgreSQL database."""
-    if dialect == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            store = Store.open(f"sqlite:///{Path(folder) / 'bench.db'}")
-            try:
-                yield store
-            finally:
-                store.close()
-        return
-    name = f"mqtthub_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        store = Store.open(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        try:
-            yield store
-        finally:
-            store.close()
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def run(candidate: str, dialect: str, batches: list[Batch]) -> float:

@@ -25,96 +25,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import multiprocessing
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import aiomqtt
-import paho.mqtt.client as paho
 from mqtt_clients import (
-    HOST,
-    IDLE_TIMEOUT,
-    MOSQUITTO,
     SETUP_TIMEOUT,
     TOPIC_FILTER,
+    WS_PATH,
     Measurement,
+    RunContext,
     Tally,
-    free_port,
-    mosquitto_version,
-    port_open,
-    run_publisher,
+    consume_aiomqtt,
+    consume_paho,
+    run_with_publisher,
     wait_async,
-    wait_threaded,
 )
-from paho.mqtt.enums import CallbackAPIVersion
+from suite.procs import HOST, Broker, mosquitto_version, running_broker
 
 from mqtthub.config import BrokerEndpoint
 from mqtthub.transport.client import Ack, MqttTransport
 
 
-class Broker:
-    """Mosquitto with a plain MQTT listener (``port``) and a WebSockets one (``ws_port``)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port, self.ws_port = free_port(), free_port()
-        self._conf = workdir / "mosquitto.conf"
-        self._conf.write_text(
-            "allow_anonymous true\npersistence false\n"
-            "max_queued_messages 0\nmax_inflight_messages 0\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\n"
-            f"listener {self.port} {HOST}\n"
-            f"listener {self.ws_port} {HOST}\nprotocol websockets\n"
-        )
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self._conf)], stderr=subprocess.PIPE)
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        while not (port_open(self.port) and port_open(self.ws_port)):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("mosquitto did not start with a websockets listener")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            self._proc.wait(5)
-
-
-@contextlib.contextmanager
-def running_broker() -> Iterator[Broker]:
-    with tempfile.TemporaryDirectory(prefix="ws-bench-") as workdir:
-        broker = Broker(Path(workdir))
-        broker.start()
-        try:
-            yield broker
-        finally:
-            broker.stop()
-
-
-@dataclass
-class Run:
-    """What a consumer needs for one run."""
-
-    broker: Broker
-    qos: int
-    count: int
-    client_id: str
-    websocket: bool
-    launch_publisher: Callable[[], None]
-
-
-async def _mqtthub_run(run: Run) -> Tally:
+async def _mqtthub_run(run: RunContext) -> Tally:
     done = asyncio.Event()
     tally = Tally(run.count, done.set)
     subscribed = asyncio.Event()
@@ -129,8 +65,8 @@ async def _mqtthub_run(run: Run) -> Tally:
     async def on_subscribed() -> None:
         subscribed.set()
 
-    port = run.broker.ws_port if run.websocket else run.broker.port
-    endpoint = BrokerEndpoint(HOST, port, False, None, None, "/mqtt" if run.websocket else None)
+    ws_path = WS_PATH if run.websocket else None
+    endpoint = BrokerEndpoint(HOST, run.port, False, None, None, ws_path)
     transport = MqttTransport(
         endpoint=endpoint,
         ssl_context=None,
@@ -152,72 +88,12 @@ async def _mqtthub_run(run: Run) -> Tally:
     return tally
 
 
-def consume_mqtthub(run: Run) -> Tally:
+def consume_mqtthub(run: RunContext) -> Tally:
     """mqtthub's MqttTransport (gmqtt), QoS 1 acknowledged after the handler."""
     return asyncio.run(_mqtthub_run(run))
 
 
-def consume_paho(run: Run) -> Tally:
-    """paho-mqtt 2.x, ``transport="websockets"`` for the WebSocket runs."""
-    done, subscribed = threading.Event(), threading.Event()
-    tally = Tally(run.count, done.set)
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=run.client_id,
-        transport="websockets" if run.websocket else "tcp",
-    )
-    if run.websocket:
-        client.ws_set_options(path="/mqtt")
-    client.on_message = lambda _c, _u, msg: tally.record(msg.payload)
-    client.on_connect = lambda c, *_args: c.subscribe(TOPIC_FILTER, qos=run.qos)
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(HOST, run.broker.ws_port if run.websocket else run.broker.port)
-    client.loop_start()
-    try:
-        if not subscribed.wait(SETUP_TIMEOUT):
-            raise TimeoutError("paho-mqtt: no SUBACK")
-        tally.arm()
-        run.launch_publisher()
-        wait_threaded(tally, done)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return tally
-
-
-async def _aiomqtt_run(run: Run) -> Tally:
-    done = asyncio.Event()
-    tally = Tally(run.count, done.set)
-    port = run.broker.ws_port if run.websocket else run.broker.port
-    async with aiomqtt.Client(
-        HOST,
-        port,
-        identifier=run.client_id,
-        transport="websockets" if run.websocket else "tcp",
-        websocket_path="/mqtt" if run.websocket else None,
-    ) as client:
-        await client.subscribe(TOPIC_FILTER, qos=run.qos)
-
-        async def drain() -> None:
-            async for message in client.messages:
-                tally.record(message.payload)  # type: ignore[arg-type]  # bytes here
-
-        draining = asyncio.create_task(drain())
-        tally.arm()
-        run.launch_publisher()
-        await wait_async(tally, done)
-        draining.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await draining
-    return tally
-
-
-def consume_aiomqtt(run: Run) -> Tally:
-    """aiomqtt 2.x, ``transport="websockets"`` for the WebSocket runs."""
-    return asyncio.run(_aiomqtt_run(run))
-
-
-CONSUMERS: dict[str, Callable[[Run], Tally]] = {
+CONSUMERS: dict[str, Callable[[RunContext], Tally]] = {
     "mqtthub (gmqtt)": consume_mqtthub,
     "paho-mqtt": consume_paho,
     "aiomqtt": consume_aiomqtt,
@@ -227,25 +103,17 @@ CONSUMERS: dict[str, Callable[[Run], Tally]] = {
 def run_once(
     broker: Broker, name: str, qos: int, websocket: bool, count: int, index: int
 ) -> Measurement:
-    spawn = multiprocessing.get_context("spawn")
-    publishers: list[multiprocessing.process.BaseProcess] = []
-
-    def launch() -> None:
-        args = (broker.port, qos, count, f"ws-bench-pub-{index}")
-        publishers.append(spawn.Process(target=run_publisher, args=args, daemon=True))
-        publishers[-1].start()
-
     slug = name.split()[0]
     client_id = f"ws-bench-{slug}-{'ws' if websocket else 'tcp'}-q{qos}-{index}"
-    try:
-        tally = CONSUMERS[name](Run(broker, qos, count, client_id, websocket, launch))
-    finally:
-        for process in publishers:
-            process.join(timeout=IDLE_TIMEOUT)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    return tally.measurement()
+    return run_with_publisher(
+        broker.port,
+        qos,
+        count,
+        f"ws-bench-pub-{index}",
+        lambda launch: CONSUMERS[name](
+            RunContext(broker, qos, count, client_id, launch, websocket)
+        ),
+    )
 
 
 @dataclass
@@ -273,7 +141,7 @@ def main() -> None:
         for name in names
         for ws in (False, True)
     }
-    with running_broker() as broker:
+    with running_broker(websockets=True) as broker:
         for index in range(args.repeat):  # interleaved: drift affects every row alike
             for (name, qos, ws), row in rows.items():
                 measured = run_once(broker, name, qos, ws, args.messages, index)

@@ -25,33 +25,32 @@ from fuzzing.topics import gen_longid, gen_receipts, gen_topics, gen_unicode, ge
 from fuzzing.values import gen_manykeys, gen_metrics, gen_mismatch, gen_oversize, gen_status, gen_ts
 
 
+def _inner(ctx: Ctx, kind: str) -> Message:
+    """A message of ``kind`` from its generator, on ``ctx``'s child of that name."""
+    if kind == "valid":
+        return gen_valid(ctx.child("valid"), ctx.device())
+    makers = {
+        "types": gen_types,
+        "nonfinite": gen_nonfinite,
+        "random": gen_random,
+        "mutate": gen_mutate,
+    }
+    return makers[kind](ctx.child(kind))
+
+
 def gen_retained(ctx: Ctx) -> Message:
     """Valid and hostile messages with the retain flag set (a few topics, replaced often)."""
     inner = ctx.cycle(("valid", "valid", "types", "nonfinite", "random", "empty"))
-    if inner == "valid":
-        message = gen_valid(ctx.child("valid"), ctx.device())
-    elif inner == "types":
-        message = gen_types(ctx.child("types"))
-    elif inner == "nonfinite":
-        message = gen_nonfinite(ctx.child("nonfinite"))
-    elif inner == "random":
-        message = gen_random(ctx.child("random"))
-    else:  # an empty retained message clears the topic's retained message
+    if inner == "empty":  # an empty retained message clears the topic's retained message
         message = Message(topic(ctx.device(), "heartbeat"), b"", STORED)
+    else:
+        message = _inner(ctx, inner)
     return Message(message.topic, message.payload, message.expect, message.seqs, retain=True)
 
 
 def gen_dup(ctx: Ctx) -> Message:
     """QoS 1 messages sent twice with the same packet id, the second with DUP set."""
-    inner = ctx.cycle(("valid", "valid", "valid", "nonfinite", "types", "mutate"))
-    if inner == "valid":
-        message = gen_valid(ctx.child("valid"), ctx.device())
-    elif inner == "nonfinite":
-        message = gen_nonfinite(ctx.child("nonfinite"))
-    elif inner == "types":
-        message = gen_types(ctx.child("types"))
-    else:
-        message = gen_mutate(ctx.child("mutate"))
+    message = _inner(ctx, ctx.cycle(("valid", "valid", "valid", "nonfinite", "types", "mutate")))
     return Message(message.topic, message.payload, message.expect, message.seqs, qos=1, copies=2)
 
 

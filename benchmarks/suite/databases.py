@@ -1,5 +1,7 @@
 """The databases serve stores into: a fresh SQLite file, or a PostgreSQL database made for the run.
 
+:func:`fresh_store` opens mqtthub's ``Store`` on one in this process (benchmarks of the store).
+
 PostgreSQL: ``MQTTHUB_BENCH_PG`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
 is the admin connection; each run creates ``mqtthub_bench_<pid>_<n>`` and drops it again.
 """
@@ -10,13 +12,17 @@ import contextlib
 import itertools
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from mqtthub.store.database import Store
 
 PG_ADMIN_URL = os.environ.get("MQTTHUB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _names = itertools.count(1)
@@ -78,6 +84,22 @@ def provision(kind: str, workdir: Path) -> Iterator[Database]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextlib.contextmanager
+def fresh_store(kind: str) -> Iterator[Store]:
+    """A migrated ``Store`` in this process on a fresh database of ``kind``, closed on exit.
+
+    Only ``Store.open`` and ``Store.close`` are used, so older checkouts run it too.
+    """
+    from mqtthub.store.database import Store
+
+    with tempfile.TemporaryDirectory() as folder, provision(kind, Path(folder)) as database:
+        store = Store.open(database.url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def postgres_version() -> str:

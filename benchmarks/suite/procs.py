@@ -16,9 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -154,17 +155,33 @@ class Broker:
     ``benchmarks/mqtt_clients.py``, so neither the baseline nor mqtthub is capped by the
     broker's window or loses messages. The open-files limit is raised to the hard limit so
     that 10,000 simulated devices fit. ``max_queued`` sets another per-client queue limit
-    (Mosquitto's own default is 1000), for the experiments that measure what it drops.
+    (Mosquitto's own default is 1000), for the experiments that measure what it drops;
+    ``max_inflight`` another in-flight window (Mosquitto's own default is 20). With
+    ``websockets`` a second listener, ``ws_port``, speaks MQTT over WebSockets.
     """
 
-    def __init__(self, workdir: Path, *, max_queued: int = 0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        max_queued: int = 0,
+        max_inflight: int = 0,
+        websockets: bool = False,
+    ) -> None:
         self.port = free_port()
+        self.ws_port = free_port() if websockets else None
         self._conf = workdir / "mosquitto.conf"
         self._conf.write_text(
             f"listener {self.port} {HOST}\n"
             "allow_anonymous true\npersistence false\n"
-            f"max_connections -1\nmax_queued_messages {max_queued}\nmax_inflight_messages 0\n"
+            f"max_connections -1\nmax_queued_messages {max_queued}\n"
+            f"max_inflight_messages {max_inflight}\n"
             "log_dest stderr\nlog_type error\nlog_type warning\nlog_type subscribe\n"
+            + (
+                ""
+                if self.ws_port is None
+                else f"listener {self.ws_port} {HOST}\nprotocol websockets\n"
+            )
         )
         self._lines: collections.deque[str] = collections.deque(maxlen=2000)
         self._changed = threading.Condition()
@@ -181,7 +198,8 @@ class Broker:
         )
         assert proc.stderr is not None
         threading.Thread(target=self._read_log, args=(proc.stderr,), daemon=True).start()
-        wait_until(lambda: port_open(self.port) or proc.poll() is not None, 10, "mosquitto")
+        ports = [self.port] if self.ws_port is None else [self.port, self.ws_port]
+        wait_until(lambda: all(map(port_open, ports)) or proc.poll() is not None, 10, "mosquitto")
         if proc.poll() is not None:
             raise RuntimeError(f"mosquitto exited: {self.log_tail()}")
 
@@ -216,6 +234,24 @@ class Broker:
     def stop(self) -> None:
         """Terminate Mosquitto."""
         stop_process(self.proc, 10)
+
+
+@contextlib.contextmanager
+def running_broker(**options: Any) -> Iterator[Broker]:
+    """A started :class:`Broker` (``options`` as its own) in a temporary folder, stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as workdir:
+        broker = Broker(Path(workdir), **options)
+        try:
+            broker.start()
+            yield broker
+        finally:
+            broker.stop()
+
+
+def mosquitto_version() -> str:
+    """The first line of ``mosquitto -h``, e.g. ``mosquitto version 2.0.11``."""
+    out = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).splitlines()[0].strip()
 
 
 class Serve:

@@ -34,6 +34,7 @@ from mqtt_clients import (  # noqa: E402  (benchmarks/ is not a package)
     _string,
     connect_packet,
     run_publisher,
+    sensor_values,
 )
 
 HOST = "127.0.0.1"
@@ -80,13 +81,7 @@ def paced_packet(seq: int, sent: float, rng: random.Random) -> bytes:
         "device_id": device,
         "ts": sent,
         "seq": seq,
-        "temperature": round(rng.uniform(18, 30), 1),
-        "humidity": round(rng.uniform(30, 70), 1),
-        "pressure": round(rng.uniform(990, 1030), 1),
-        "light": rng.randint(0, 1000),
-        "rssi": rng.randint(-90, -40),
-        "voltage": round(rng.uniform(3.0, 3.4), 2),
-        "uptime": 86400 + seq,
+        **sensor_values(rng, seq),
     }
     body = _string(f"bench/{device}/sensor".encode()) + (seq % 65535 + 1).to_bytes(2, "big")
     body += orjson.dumps(reading)

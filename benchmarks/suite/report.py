@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.databases import postgres_version
-from suite.procs import MOSQUITTO, nofile_limit
+from suite.procs import mosquitto_version, nofile_limit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,6 @@ def _git_commit() -> str:
 def machine_facts() -> dict[str, Any]:
     """What the figures depend on: CPUs, memory, load, versions, commit."""
     meminfo = Path("/proc/meminfo").read_text().split()
-    mosquitto = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True, check=False)
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": _cpu_model(),
@@ -45,7 +44,7 @@ def machine_facts() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "mqtthub": importlib.metadata.version("mqtthub"),
-        "mosquitto": (mosquitto.stdout or mosquitto.stderr).splitlines()[0].split()[-1],
+        "mosquitto": mosquitto_version().split()[-1],
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres_version(),
         "open_files_limit": nofile_limit(),
