@@ -12,8 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from mqtthub.doctor import diagnose as rules
-from mqtthub.doctor.diagnose import Cause, DeliveryEvidence, Outcome
+from mqtthub.doctor.checks import Cause, Outcome
+from mqtthub.doctor.mqtt_rules import DeliveryEvidence, check_publish, check_subscribe
+from mqtthub.doctor.network_rules import check_config
 from mqtthub.doctor.probes import app_delivery_plan
 from mqtthub.doctor.run import load_config
 from mqtthub.downlink.topics import Route, route
@@ -79,17 +80,17 @@ def test_serve_and_the_inbox_take_the_probe_as_a_receipt_they_ignore() -> None:
 def test_config_says_what_is_checked_and_refuses_a_bad_recipient() -> None:
     """The config line names the app; a recipient of several levels is a config failure."""
     _settings, evidence = load_config({}, RECIPIENT)
-    check = rules.check_config(evidence)
+    check = check_config(evidence)
     assert check.status is Outcome.PASS
     assert f"checked_as=task app of {RECIPIENT}" in check.detail
     assert "app_prefix=mqtt_app" in check.detail
     settings, evidence = load_config({}, "a/b")
     assert settings is None
-    check = rules.check_config(evidence)
+    check = check_config(evidence)
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.CONFIG_INVALID)
     assert "--recipient" in check.detail
     _settings, evidence = load_config({})
-    assert "checked_as" not in rules.check_config(evidence).detail
+    assert "checked_as" not in check_config(evidence).detail
 
 
 # --- subscribe ------------------------------------------------------------------------
@@ -97,19 +98,19 @@ def test_config_says_what_is_checked_and_refuses_a_bad_recipient() -> None:
 
 def test_app_mode_passes_with_both_filters_granted_and_the_receipt_delivered() -> None:
     evidence = app_delivery()
-    subscribe = rules.check_subscribe(evidence)
+    subscribe = check_subscribe(evidence)
     assert subscribe.status is Outcome.PASS
     assert subscribe.detail == (
         f"granted {TASKS} (QoS 1), {RECEIPTS} (QoS 1); probe on {PROBE} delivered"
     )
-    publish = rules.check_publish(evidence)
+    publish = check_publish(evidence)
     assert (publish.status, publish.detail) == (Outcome.PASS, f"published to {PROBE}")
 
 
 def test_app_mode_names_the_task_topics_when_dropped_silently() -> None:
     """Granted but never delivered (Mosquitto 2.0 and an ACL without read): the texts say
     the task topics of the recipient, and the ACL lines are the app's two filters."""
-    check = rules.check_subscribe(app_delivery(delivered=False))
+    check = check_subscribe(app_delivery(delivered=False))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
     assert check.fix == (
         f"allow app to read the task topics of {RECIPIENT} in the broker's ACL (Mosquitto: "
@@ -119,9 +120,7 @@ def test_app_mode_names_the_task_topics_when_dropped_silently() -> None:
 
 
 def test_app_mode_refused_filters_are_each_named_in_the_acl_lines() -> None:
-    check = rules.check_subscribe(
-        app_delivery(granted={TASKS: 0x87, RECEIPTS: 0x87}, delivered=False)
-    )
+    check = check_subscribe(app_delivery(granted={TASKS: 0x87, RECEIPTS: 0x87}, delivered=False))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
     assert f"refused the subscription to {TASKS}, {RECEIPTS} (SUBACK 0x87, 0x87)" in check.detail
     assert f"`topic read {TASKS}` and `topic read {RECEIPTS}` under `user app`" in (check.fix or "")
@@ -132,13 +131,13 @@ def test_app_mode_without_a_suback_names_the_task_topics() -> None:
         app_delivery(granted={}, delivered=False),
         extra={"no_suback": True, "connection_lost": True},
     )
-    check = rules.check_subscribe(evidence)
+    check = check_subscribe(evidence)
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
     assert f"SUBSCRIBE for the task topics of {RECIPIENT} and closed the connection" in (
         check.detail
     )
     assert f"`topic read mqtt_app/tasks/{RECIPIENT}/#` under `user app`" in (check.fix or "")
-    assert rules.check_publish(evidence).status is Outcome.SKIP
+    assert check_publish(evidence).status is Outcome.SKIP
 
 
 def test_serve_mode_still_names_the_device_topics() -> None:
@@ -147,7 +146,7 @@ def test_serve_mode_still_names_the_device_topics() -> None:
         {"devices/+/+": 1}, "devices/mqtthub-doctor/heartbeat", 0, False, V5, "hub"
     )
     assert evidence.subject == "the device topics"
-    check = rules.check_subscribe(evidence)
+    check = check_subscribe(evidence)
     assert check.fix == (
         "allow hub to read the device topics in the broker's ACL "
         "(Mosquitto: `topic read devices/+/+` under `user hub`)"
@@ -160,7 +159,7 @@ def test_serve_mode_still_names_the_device_topics() -> None:
 def test_app_mode_refused_receipt_fails_and_says_what_it_breaks() -> None:
     """PUBACK 0x87 on the receipt: a failure, not serve's warning; receipts never arrive."""
     evidence = app_delivery(publish_code=0x87, delivered=False)
-    publish = rules.check_publish(evidence)
+    publish = check_publish(evidence)
     assert (publish.status, publish.cause) == (Outcome.FAIL, Cause.ACL_DENIED_PUBLISH)
     assert f"refused a publish to {PROBE} (PUBACK 0x87)" in publish.detail
     assert "receipts (delivered, seen, done)" in publish.detail
@@ -170,12 +169,12 @@ def test_app_mode_refused_receipt_fails_and_says_what_it_breaks() -> None:
         f"allow app to write the receipts of {RECIPIENT} in the broker's ACL "
         f"(Mosquitto: `topic write {RECEIPTS}` under `user app`)"
     )
-    subscribe = rules.check_subscribe(evidence)
+    subscribe = check_subscribe(evidence)
     assert (subscribe.status, subscribe.fix) == (Outcome.WARN, "see the publish check")
 
 
 def test_app_mode_refused_receipt_fix_for_anonymous_clients() -> None:
-    publish = rules.check_publish(app_delivery(publish_code=0x87, delivered=False, username=None))
+    publish = check_publish(app_delivery(publish_code=0x87, delivered=False, username=None))
     assert publish.fix == (
         "allow anonymous clients to write the receipts of 61016968 in the broker's ACL "
         f"(Mosquitto: `topic write {RECEIPTS}` before the first `user` line, for anonymous "
@@ -187,7 +186,7 @@ def test_serve_mode_refused_publish_stays_a_warning() -> None:
     evidence = DeliveryEvidence(
         {"devices/+/+": 1}, "devices/mqtthub-doctor/heartbeat", 0x87, False, V5, "hub"
     )
-    publish = rules.check_publish(evidence)
+    publish = check_publish(evidence)
     assert (publish.status, publish.cause) == (Outcome.WARN, Cause.ACL_DENIED_PUBLISH)
     assert "allow hub to write the device topics" in (publish.fix or "")
     assert "`topic write devices/#` under `user hub`" in (publish.fix or "")
@@ -197,6 +196,6 @@ def test_app_mode_on_311_a_lost_receipt_still_fails() -> None:
     """MQTT 3.1.1 has no PUBACK reason, so a refused receipt is silent: the subscribe
     check fails and says that a refused publish looks the same."""
     evidence = app_delivery(delivered=False, protocol=V311, publish_code=None)
-    subscribe = rules.check_subscribe(evidence)
+    subscribe = check_subscribe(evidence)
     assert (subscribe.status, subscribe.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
     assert "(on MQTT 3.1.1 a refused probe publish looks the same)" in subscribe.detail

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqtthub.doctor import diagnose as rules
-from mqtthub.doctor.diagnose import Attempt, Cause, ConnectEvidence, Outcome, passed
+from mqtthub.doctor.checks import Cause, Check, Outcome, passed
 from mqtthub.doctor.limits import (
     AcceptEvidence,
     PayloadEvidence,
@@ -13,6 +12,7 @@ from mqtthub.doctor.limits import (
     check_connect_limit,
     check_payload,
 )
+from mqtthub.doctor.mqtt_rules import Attempt, ConnectEvidence, check_connect
 
 TCP_OK = passed("tcp", "broker.example:1883 accepts connections")
 PUBLISH_OK = passed("publish", "published to devices/mqtthub-doctor/heartbeat")
@@ -45,7 +45,7 @@ def test_a_connection_left_open_passes_unchanged() -> None:
 )
 def test_connack_quota_and_rate_refusals(reason: str, code: int, said: str) -> None:
     evidence = ConnectEvidence((Attempt("MQTT 5", reason, code),), "hub", "doctor-1")
-    check = check_connect_limit(rules.check_connect(evidence), evidence)
+    check = check_connect_limit(check_connect(evidence), evidence)
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.TOO_MANY_CONNECTIONS)
     assert said in check.detail
     assert f"{code:#x}" in check.detail
@@ -53,10 +53,10 @@ def test_connack_quota_and_rate_refusals(reason: str, code: int, said: str) -> N
 
 def test_other_connect_results_are_left_alone() -> None:
     refused = ConnectEvidence((Attempt("MQTT 5", "not_authorized", 0x87),), "hub", "d")
-    check = rules.check_connect(refused)
+    check = check_connect(refused)
     assert check_connect_limit(check, refused) is check
     connected = ConnectEvidence((Attempt("MQTT 5", "connected"),), "hub", "d")
-    check = rules.check_connect(connected)
+    check = check_connect(connected)
     assert check_connect_limit(check, connected) is check
 
 
@@ -99,6 +99,6 @@ def test_an_explicit_payload_size_fails_and_names_the_announced_limit() -> None:
 
 def test_a_refused_publish_keeps_its_own_verdict() -> None:
     """The ACL warning on publish is kept; the probe adds its facts to it."""
-    denied = rules.Check("publish", Outcome.WARN, Cause.ACL_DENIED_PUBLISH, "refused", "acl")
+    denied = Check("publish", Outcome.WARN, Cause.ACL_DENIED_PUBLISH, "refused", "acl")
     check = check_payload(denied, payload())
     assert (check.status, check.cause, check.fix) == (Outcome.WARN, Cause.ACL_DENIED_PUBLISH, "acl")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqtthub.doctor.diagnose import Cause, Check, Outcome, passed
+from mqtthub.doctor.checks import Cause, Check, Outcome, passed
 from mqtthub.doctor.mtls import ClientCertEvidence, check_client_cert, check_client_cert_files
 from mqtthub.transport.reasons import (
     alert_words,

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from mqtthub.doctor import report
-from mqtthub.doctor.diagnose import Cause, Check, Outcome, passed, skipped
+from mqtthub.doctor.checks import Cause, Check, Outcome, passed, skipped
 from mqtthub.doctor.run import OPTIONAL, ORDER, DoctorOptions, _finish
 
 TARGET = "mqtt://hub:***@broker.example:1883"

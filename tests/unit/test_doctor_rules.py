@@ -1,4 +1,4 @@
-"""Unit tests for mqtthub.doctor.diagnose: what the doctor tells a user for each symptom.
+"""Unit tests for the doctor's pure rules: what the doctor tells a user for each symptom.
 
 The rules are pure: each test builds the evidence a probe would have collected on a real
 machine (OpenSSL verify codes, CONNACK reason names, disconnect events as the transport
@@ -19,27 +19,38 @@ import pytest
 import trustme
 
 from mqtthub.config import load_settings
-from mqtthub.doctor import diagnose as rules
 from mqtthub.doctor import limits, mtls
-from mqtthub.doctor.diagnose import (
-    EXPIRY_WARNING_DAYS,
+from mqtthub.doctor.checks import Cause, Check, Outcome, evidence_dict, passed
+from mqtthub.doctor.mqtt_rules import (
     Attempt,
-    Cause,
-    CertInfo,
-    Check,
-    ConfigEvidence,
     ConnectEvidence,
     DeliveryEvidence,
-    NetworkEvidence,
-    Outcome,
-    PipelineEvidence,
     StabilityEvidence,
-    TlsEvidence,
-    TrafficEvidence,
-    UnmatchedTopic,
+    check_connect,
+    check_publish,
+    check_stability,
+    check_subscribe,
 )
 from mqtthub.doctor.mtls import ClientCertEvidence
+from mqtthub.doctor.network_rules import (
+    EXPIRY_WARNING_DAYS,
+    CertInfo,
+    ConfigEvidence,
+    NetworkEvidence,
+    TlsEvidence,
+    check_config,
+    check_dns,
+    check_tcp,
+    check_tls,
+)
 from mqtthub.doctor.run import load_config
+from mqtthub.doctor.traffic_rules import (
+    PipelineEvidence,
+    TrafficEvidence,
+    UnmatchedTopic,
+    check_pipeline,
+    check_traffic,
+)
 from mqtthub.doctor.websocket_rules import (
     UpgradeAnswer,
     WebSocketEvidence,
@@ -176,7 +187,7 @@ PROBABLE_MESSAGE = (
 
 # --- every cause code, reached through its rule -----------------------------------------
 
-TLS_OK = rules.passed("tls", "certificate verified")
+TLS_OK = passed("tls", "certificate verified")
 CLIENT_CERT = ClientCertEvidence(
     "/etc/mqtthub/client.crt",
     "/etc/mqtthub/client.key",
@@ -196,7 +207,7 @@ def _ws(answer: UpgradeAnswer, *others: UpgradeAnswer) -> WebSocketEvidence:
 
 
 def _ws_tls(evidence: TlsEvidence) -> Check:
-    return websocket_tls(rules.check_tls(evidence))
+    return websocket_tls(check_tls(evidence))
 
 
 _MQTT_PATH = UpgradeAnswer("/mqtt", "upgraded", 101, subprotocol="mqtt")
@@ -292,7 +303,7 @@ MTLS_CASES = [
         id="client_cert_expired",
     ),
     pytest.param(
-        partial(limits.check_accept, rules.passed("tcp", "open")),
+        partial(limits.check_accept, passed("tcp", "open")),
         limits.AcceptEvidence("mqtt://broker.example:1883", closed_on_accept=True),
         Outcome.FAIL,
         Cause.TOO_MANY_CONNECTIONS,
@@ -300,7 +311,7 @@ MTLS_CASES = [
         id="too_many_connections",
     ),
     pytest.param(
-        partial(limits.check_payload, rules.passed("publish", "published")),
+        partial(limits.check_payload, passed("publish", "published")),
         limits.PayloadEvidence(65536, False, "MQTT 5", 0x95, delivered=False),
         Outcome.WARN,
         Cause.PACKET_TOO_LARGE,
@@ -313,7 +324,7 @@ Rule = Callable[[Any], Check]
 
 CAUSE_CASES = [
     pytest.param(
-        rules.check_config,
+        check_config,
         ConfigEvidence({}, error="MQTTHUB_KEEPALIVE: Input should be greater than or equal to 5"),
         Outcome.FAIL,
         Cause.CONFIG_INVALID,
@@ -321,7 +332,7 @@ CAUSE_CASES = [
         id="config_invalid",
     ),
     pytest.param(
-        rules.check_config,
+        check_config,
         ConfigEvidence(
             {"broker": "mqtt://broker.example:8883"},
             contradictions=("MQTTHUB_BROKER_URL says mqtt:// but port 8883 is a TLS port",),
@@ -332,7 +343,7 @@ CAUSE_CASES = [
         id="config_contradiction",
     ),
     pytest.param(
-        rules.check_dns,
+        check_dns,
         NetworkEvidence("brokr.example", 1883, dns_error="[Errno -2] Name or service not known"),
         Outcome.FAIL,
         Cause.DNS_FAILURE,
@@ -340,7 +351,7 @@ CAUSE_CASES = [
         id="dns_failure",
     ),
     pytest.param(
-        rules.check_tcp,
+        check_tcp,
         network("127.0.0.1", tcp="refused", local=True),
         Outcome.FAIL,
         Cause.BROKER_NOT_RUNNING,
@@ -348,7 +359,7 @@ CAUSE_CASES = [
         id="broker_not_running",
     ),
     pytest.param(
-        rules.check_tcp,
+        check_tcp,
         network("127.0.0.1", 1884, tcp="refused", local=True, processes=("mosquitto (pid 812)",)),
         Outcome.FAIL,
         Cause.CONNECTION_REFUSED,
@@ -356,7 +367,7 @@ CAUSE_CASES = [
         id="connection_refused",
     ),
     pytest.param(
-        rules.check_tcp,
+        check_tcp,
         network(tcp="timeout"),
         Outcome.FAIL,
         Cause.CONNECTION_TIMEOUT,
@@ -364,7 +375,7 @@ CAUSE_CASES = [
         id="connection_timeout",
     ),
     pytest.param(
-        rules.check_tls,
+        check_tls,
         tls(configured=False, ca_file=None),
         Outcome.FAIL,
         Cause.TLS_EXPECTED,
@@ -372,7 +383,7 @@ CAUSE_CASES = [
         id="tls_expected",
     ),
     pytest.param(
-        rules.check_tls,
+        check_tls,
         tls(offered=False, cert=None),
         Outcome.FAIL,
         Cause.TLS_NOT_OFFERED,
@@ -380,7 +391,7 @@ CAUSE_CASES = [
         id="tls_not_offered",
     ),
     pytest.param(
-        rules.check_tls,
+        check_tls,
         tls(code=20, error="unable to get local issuer certificate"),
         Outcome.FAIL,
         Cause.TLS_UNKNOWN_CA,
@@ -388,7 +399,7 @@ CAUSE_CASES = [
         id="tls_unknown_ca",
     ),
     pytest.param(
-        rules.check_tls,
+        check_tls,
         tls(code=62, error="Hostname mismatch, certificate is not valid for 'mqtt.local'."),
         Outcome.FAIL,
         Cause.TLS_HOSTNAME_MISMATCH,
@@ -396,7 +407,7 @@ CAUSE_CASES = [
         id="tls_hostname_mismatch",
     ),
     pytest.param(
-        rules.check_tls,
+        check_tls,
         tls(code=10, error="certificate has expired"),
         Outcome.FAIL,
         Cause.TLS_CERT_EXPIRED,
@@ -404,7 +415,7 @@ CAUSE_CASES = [
         id="tls_cert_expired",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(
             Attempt(V5, "closed_before_connack"),
             Attempt(V311, "closed_before_connack"),
@@ -416,7 +427,7 @@ CAUSE_CASES = [
         id="protocol_unsupported",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(Attempt(V5, "timeout"), forced=V5, unforced=Attempt(V311, "connected")),
         Outcome.FAIL,
         Cause.MQTT_VERSION_UNSUPPORTED,
@@ -424,7 +435,7 @@ CAUSE_CASES = [
         id="mqtt_version_unsupported",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(Attempt(V5, "closed_before_connack"), Attempt(V311, "closed_before_connack")),
         Outcome.FAIL,
         Cause.BAD_CREDENTIALS,
@@ -432,7 +443,7 @@ CAUSE_CASES = [
         id="bad_credentials_without_connack",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(Attempt(V5, "bad_credentials", 0x86)),
         Outcome.FAIL,
         Cause.BAD_CREDENTIALS,
@@ -440,7 +451,7 @@ CAUSE_CASES = [
         id="bad_credentials",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(Attempt(V5, "not_authorized", 0x87)),
         Outcome.FAIL,
         Cause.NOT_AUTHORIZED,
@@ -448,7 +459,7 @@ CAUSE_CASES = [
         id="not_authorized",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(Attempt(V5, "client_id_rejected", 0x85)),
         Outcome.FAIL,
         Cause.CLIENT_ID_REJECTED,
@@ -456,7 +467,7 @@ CAUSE_CASES = [
         id="client_id_rejected",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(Attempt(V5, "connected"), requested_keepalive=120, server_keepalive=60),
         Outcome.WARN,
         Cause.KEEPALIVE_REJECTED,
@@ -464,7 +475,7 @@ CAUSE_CASES = [
         id="keepalive_rejected",
     ),
     pytest.param(
-        rules.check_connect,
+        check_connect,
         connect(Attempt(V5, "server_unavailable", 0x88)),
         Outcome.FAIL,
         Cause.SERVER_UNAVAILABLE,
@@ -472,7 +483,7 @@ CAUSE_CASES = [
         id="server_unavailable",
     ),
     pytest.param(
-        rules.check_subscribe,
+        check_subscribe,
         delivery(granted={"devices/+/+": 0x87}, delivered=False),
         Outcome.FAIL,
         Cause.ACL_DENIED_SUBSCRIBE,
@@ -480,7 +491,7 @@ CAUSE_CASES = [
         id="acl_denied_subscribe",
     ),
     pytest.param(
-        rules.check_publish,
+        check_publish,
         delivery(publish_code=0x87, delivered=False),
         Outcome.WARN,
         Cause.ACL_DENIED_PUBLISH,
@@ -488,7 +499,7 @@ CAUSE_CASES = [
         id="acl_denied_publish",
     ),
     pytest.param(
-        rules.check_stability,
+        check_stability,
         stability(
             drop("client_id_conflict", 0x8E, 4.0),
             diagnosis="client_id_conflict",
@@ -500,7 +511,7 @@ CAUSE_CASES = [
         id="client_id_conflict",
     ),
     pytest.param(
-        rules.check_stability,
+        check_stability,
         stability(drop("keepalive_timeout", 0x8D, 95.0)),
         Outcome.FAIL,
         Cause.KEEPALIVE_TIMEOUT,
@@ -508,7 +519,7 @@ CAUSE_CASES = [
         id="keepalive_timeout",
     ),
     pytest.param(
-        rules.check_traffic,
+        check_traffic,
         traffic(registered=12),
         Outcome.FAIL,
         Cause.NO_DEVICE_TRAFFIC,
@@ -516,7 +527,7 @@ CAUSE_CASES = [
         id="no_device_traffic",
     ),
     pytest.param(
-        rules.check_traffic,
+        check_traffic,
         traffic(registered=12, provisioned=("mqtts://broker.example:8883",)),
         Outcome.FAIL,
         Cause.ENDPOINT_MISMATCH,
@@ -524,7 +535,7 @@ CAUSE_CASES = [
         id="endpoint_mismatch",
     ),
     pytest.param(
-        rules.check_traffic,
+        check_traffic,
         unmatched(UnmatchedTopic("tele/plug1/SENSOR", 4, looks_like="tasmota")),
         Outcome.FAIL,
         Cause.PROFILE_NOT_ENABLED,
@@ -532,7 +543,7 @@ CAUSE_CASES = [
         id="profile_not_enabled",
     ),
     pytest.param(
-        rules.check_traffic,
+        check_traffic,
         unmatched(
             UnmatchedTopic("sensors/esp1/sensor", 4, looks_like="mqtthub", topic_prefix="sensors")
         ),
@@ -542,7 +553,7 @@ CAUSE_CASES = [
         id="topic_prefix_mismatch",
     ),
     pytest.param(
-        rules.check_traffic,
+        check_traffic,
         unmatched(UnmatchedTopic("acme/pump-7/telemetry", 4, numbers=True), registered=2),
         Outcome.FAIL,
         Cause.UNMATCHED_TOPICS,
@@ -550,7 +561,7 @@ CAUSE_CASES = [
         id="unmatched_topics",
     ),
     pytest.param(
-        rules.check_pipeline,
+        check_pipeline,
         PipelineEvidence(API, "mqtthub-doctor", stored=False),
         Outcome.FAIL,
         Cause.PIPELINE_NOT_STORING,
@@ -558,7 +569,7 @@ CAUSE_CASES = [
         id="pipeline_not_storing",
     ),
     pytest.param(
-        rules.check_stability,
+        check_stability,
         StabilityEvidence(
             30.0,
             "mqtthub-doctor-1",
@@ -609,7 +620,7 @@ def test_cause_codes_are_stable_strings() -> None:
 def test_valid_configuration_passes_and_shows_the_effective_settings() -> None:
     """The config line shows what the doctor is about to test."""
     _settings, evidence = load_config({})
-    check = rules.check_config(evidence)
+    check = check_config(evidence)
     assert check.status is Outcome.PASS
     assert "broker=mqtt://127.0.0.1:1883" in check.detail
     assert "client_id=unique per instance" in check.detail
@@ -620,7 +631,7 @@ def test_invalid_configuration_fails_naming_the_variable(monkeypatch: pytest.Mon
     """A bad value fails before anything is tried, and the fix names its variable."""
     monkeypatch.setenv("MQTTHUB_BROKER_URL", "http://broker.example")
     settings, evidence = load_config({})
-    check = rules.check_config(evidence)
+    check = check_config(evidence)
     assert settings is None
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.CONFIG_INVALID)
     assert "must start with mqtt://" in check.detail
@@ -633,7 +644,7 @@ def test_secrets_never_appear_in_the_config_line(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("MQTTHUB_DATABASE_URL", "postgresql://mqtthub:db-pw@db.example:5432/hub")
     monkeypatch.setenv("MQTTHUB_API_TOKEN", "api-t0ken")
     _settings, evidence = load_config({})
-    check = rules.check_config(evidence)
+    check = check_config(evidence)
     assert "broker=mqtt://hub:***@broker.example:1883" in check.detail
     assert "db.example:5432/hub" in check.detail
     for secret in ("br0ker-pw", "db-pw", "api-t0ken"):
@@ -652,7 +663,7 @@ def test_url_and_legacy_host_naming_different_brokers_warn(
     assert "mqtt://broker.example:1883" in contradiction
     assert "old-broker.example:1883" in contradiction
     assert "MQTTHUB_BROKER_URL wins" in contradiction
-    check = rules.check_config(evidence)
+    check = check_config(evidence)
     assert (check.status, check.cause) == (Outcome.WARN, Cause.CONFIG_INVALID)
     assert contradiction in check.detail
 
@@ -665,7 +676,7 @@ def test_url_and_legacy_host_naming_the_same_broker_agree(
     monkeypatch.setenv("MQTT_BROKER_HOST", "broker.example")
     _settings, evidence = load_config({})
     assert evidence.contradictions == ()
-    assert rules.check_config(evidence).status is Outcome.PASS
+    assert check_config(evidence).status is Outcome.PASS
 
 
 def test_legacy_host_alone_is_not_a_contradiction(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -682,7 +693,7 @@ def test_plain_scheme_on_a_tls_port_warns(monkeypatch: pytest.MonkeyPatch) -> No
     _settings, evidence = load_config({})
     assert evidence.summary["tls"] == "yes"
     assert any("port 8883 is a TLS port" in c for c in evidence.contradictions)
-    assert "mqtts://" in (rules.check_config(evidence).fix or "")
+    assert "mqtts://" in (check_config(evidence).fix or "")
 
 
 def test_ca_file_for_a_plain_connection_warns(
@@ -711,7 +722,7 @@ def test_key_without_certificate_gets_a_readable_fix(
     key.write_text("-----BEGIN PRIVATE KEY-----\n")
     monkeypatch.setenv("MQTTHUB_CLIENT_KEY", str(key))
     _settings, evidence = load_config({})
-    check = rules.check_config(evidence)
+    check = check_config(evidence)
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.CONFIG_INVALID)
     assert "is set but" not in (check.fix or "")
 
@@ -721,14 +732,14 @@ def test_key_without_certificate_gets_a_readable_fix(
 
 def test_resolving_host_passes_listing_its_addresses() -> None:
     """The dns line shows what the name resolved to."""
-    check = rules.check_dns(NetworkEvidence("broker.example", 1883, ("10.0.0.5", "fd00::5")))
+    check = check_dns(NetworkEvidence("broker.example", 1883, ("10.0.0.5", "fd00::5")))
     assert check.status is Outcome.PASS
     assert check.detail == "broker.example -> 10.0.0.5, fd00::5"
 
 
 def test_dns_failure_quotes_the_resolver() -> None:
     """The resolver's own message is kept, and the legacy variable is named too."""
-    check = rules.check_dns(
+    check = check_dns(
         NetworkEvidence("brokr.example", 1883, dns_error="[Errno -2] Name or service not known")
     )
     assert "brokr.example does not resolve: [Errno -2] Name or service not known" in check.detail
@@ -737,13 +748,13 @@ def test_dns_failure_quotes_the_resolver() -> None:
 
 def test_open_port_passes() -> None:
     """Something accepting TCP at the address is a pass."""
-    check = rules.check_tcp(network())
+    check = check_tcp(network())
     assert (check.status, check.detail) == (Outcome.PASS, "broker.example:1883 accepts connections")
 
 
 def test_no_broker_process_on_this_machine_says_start_it() -> None:
     """Refused on localhost with no broker running: start one (or the embedded one)."""
-    check = rules.check_tcp(network("localhost", tcp="refused", local=True))
+    check = check_tcp(network("localhost", tcp="refused", local=True))
     assert check.cause is Cause.BROKER_NOT_RUNNING
     assert "no broker process runs on this machine" in check.detail
     assert "mosquitto" in (check.fix or "")
@@ -752,7 +763,7 @@ def test_no_broker_process_on_this_machine_says_start_it() -> None:
 
 def test_refused_while_a_local_broker_runs_lists_it() -> None:
     """A broker runs here but not on this port: the wrong port, not a stopped broker."""
-    check = rules.check_tcp(
+    check = check_tcp(
         network(
             "127.0.0.1",
             1884,
@@ -769,14 +780,14 @@ def test_refused_while_a_local_broker_runs_lists_it() -> None:
 
 def test_refused_by_a_remote_host_is_not_blamed_on_a_local_broker() -> None:
     """Processes on this machine say nothing about a remote broker."""
-    check = rules.check_tcp(network("broker.example", tcp="refused", local=False))
+    check = check_tcp(network("broker.example", tcp="refused", local=False))
     assert check.cause is Cause.CONNECTION_REFUSED
     assert "broker processes" not in check.detail
 
 
 def test_timeout_names_the_port_to_open_in_the_firewall() -> None:
     """Dropped packets point at the firewall and the address, naming the port."""
-    check = rules.check_tcp(network(port=8883, tcp="timeout"))
+    check = check_tcp(network(port=8883, tcp="timeout"))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.CONNECTION_TIMEOUT)
     assert "no answer from broker.example:8883" in check.detail
     assert "port 8883" in (check.fix or "")
@@ -784,7 +795,7 @@ def test_timeout_names_the_port_to_open_in_the_firewall() -> None:
 
 def test_other_socket_errors_are_quoted() -> None:
     """An unreachable network is reported with the OS's own message."""
-    check = rules.check_tcp(network(tcp="error", tcp_error="[Errno 101] Network is unreachable"))
+    check = check_tcp(network(tcp="error", tcp_error="[Errno 101] Network is unreachable"))
     assert check.status is Outcome.FAIL
     assert "[Errno 101] Network is unreachable" in check.detail
     assert "MQTTHUB_BROKER_URL" in (check.fix or "")
@@ -795,13 +806,13 @@ def test_other_socket_errors_are_quoted() -> None:
 
 def test_plain_on_both_sides_passes() -> None:
     """No TLS configured and none offered is fine."""
-    check = rules.check_tls(tls(configured=False, offered=False, cert=None, ca_file=None))
+    check = check_tls(tls(configured=False, offered=False, cert=None, ca_file=None))
     assert (check.status, check.cause) == (Outcome.PASS, None)
 
 
 def test_verified_certificate_passes_and_is_described() -> None:
     """A verified certificate shows its subject, issuer, names and expiry."""
-    check = rules.check_tls(tls())
+    check = check_tls(tls())
     assert check.status is Outcome.PASS
     assert "certificate verified" in check.detail
     assert "issuer CN=Example Test CA" in check.detail
@@ -811,7 +822,7 @@ def test_verified_certificate_passes_and_is_described() -> None:
 
 def test_tls_expected_shows_the_certificate_and_the_ca_setting() -> None:
     """A plain client on a TLS port: switch to mqtts:// and say which CA to trust."""
-    check = rules.check_tls(tls(configured=False))
+    check = check_tls(tls(configured=False))
     assert "the port speaks TLS" in check.detail
     assert "issuer CN=Example Test CA" in check.detail
     assert "MQTTHUB_CA_FILE" in (check.fix or "")
@@ -819,7 +830,7 @@ def test_tls_expected_shows_the_certificate_and_the_ca_setting() -> None:
 
 def test_tls_not_offered_suggests_the_tls_port() -> None:
     """A TLS client on a plain port: mqtt:// for this port, or port 8883."""
-    check = rules.check_tls(tls(offered=False, cert=None))
+    check = check_tls(tls(offered=False, cert=None))
     assert "8883" in (check.fix or "")
 
 
@@ -833,7 +844,7 @@ def test_tls_not_offered_suggests_the_tls_port() -> None:
 )
 def test_unknown_ca_names_the_ca_file_tried(code: int, message: str) -> None:
     """OpenSSL 19/20/21: the CA file does not hold the issuer; the issuer is shown."""
-    check = rules.check_tls(tls(code=code, error=message))
+    check = check_tls(tls(code=code, error=message))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.TLS_UNKNOWN_CA)
     assert "not signed by a CA in /etc/mqtthub/ca.pem" in check.detail
     assert message in check.detail
@@ -843,9 +854,7 @@ def test_unknown_ca_names_the_ca_file_tried(code: int, message: str) -> None:
 
 def test_unknown_ca_without_a_ca_file_blames_the_system_store() -> None:
     """Without MQTTHUB_CA_FILE the system CA store was used, and the detail says so."""
-    check = rules.check_tls(
-        tls(code=20, error="unable to get local issuer certificate", ca_file=None)
-    )
+    check = check_tls(tls(code=20, error="unable to get local issuer certificate", ca_file=None))
     assert "not signed by a CA in the system CA store" in check.detail
 
 
@@ -860,7 +869,7 @@ def test_hostname_mismatch_names_the_host_and_the_certificate_names(
     code: int, host: str, message: str
 ) -> None:
     """OpenSSL 62/64: the certificate lists other names; which ones is shown."""
-    check = rules.check_tls(tls(code=code, error=message, host=host))
+    check = check_tls(tls(code=code, error=message, host=host))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.TLS_HOSTNAME_MISMATCH)
     assert f"does not name {host}" in check.detail
     assert "names broker.example, 10.0.0.5" in check.detail
@@ -871,7 +880,7 @@ def test_hostname_mismatch_names_the_host_and_the_certificate_names(
 def test_expired_certificate_cannot_be_worked_around() -> None:
     """OpenSSL 10: renew it; no client setting is offered as a workaround."""
     expired = CertInfo(CERT.subject, CERT.issuer, CERT.names, "2024-01-01T00:00:00+00:00", -30.0)
-    check = rules.check_tls(tls(cert=expired, code=10, error="certificate has expired"))
+    check = check_tls(tls(cert=expired, code=10, error="certificate has expired"))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.TLS_CERT_EXPIRED)
     assert "valid until 2024-01-01" in check.detail
     assert "MQTTHUB_" not in (check.fix or "")
@@ -881,7 +890,7 @@ def test_expired_certificate_cannot_be_worked_around() -> None:
 def test_certificate_close_to_expiry_warns(days_left: float) -> None:
     """Fewer than 30 days left: a warning to renew, not a failure."""
     soon = CertInfo(CERT.subject, CERT.issuer, CERT.names, CERT.not_after, days_left)
-    check = rules.check_tls(tls(cert=soon))
+    check = check_tls(tls(cert=soon))
     assert (check.status, check.cause) == (Outcome.WARN, None)
     assert f"certificate expires in {days_left:.0f} days" in check.detail
     assert "renew" in (check.fix or "")
@@ -890,12 +899,12 @@ def test_certificate_close_to_expiry_warns(days_left: float) -> None:
 def test_certificate_with_thirty_days_left_passes() -> None:
     """Exactly the warning threshold is still a pass."""
     ok = CertInfo(CERT.subject, CERT.issuer, CERT.names, CERT.not_after, EXPIRY_WARNING_DAYS)
-    assert rules.check_tls(tls(cert=ok)).status is Outcome.PASS
+    assert check_tls(tls(cert=ok)).status is Outcome.PASS
 
 
 def test_certificate_not_yet_valid_is_not_blamed_on_the_ca() -> None:
     """A clock behind the certificate's start date is not a CA problem."""
-    check = rules.check_tls(tls(code=9, error="certificate is not yet valid"))
+    check = check_tls(tls(code=9, error="certificate is not yet valid"))
     assert check.status is Outcome.FAIL
     assert check.cause is not Cause.TLS_UNKNOWN_CA
     assert "not signed by a CA" not in check.detail
@@ -929,7 +938,7 @@ V5_CLOSED = Attempt(V5, "closed_before_connack")
 def test_connack_refusal_maps_to_its_cause(attempts: tuple[Attempt, ...], cause: Cause) -> None:
     """Each CONNACK refusal, on MQTT 5 or after falling back to 3.1.1, has its cause; a
     close before CONNACK on 3.1.1 with credentials set is taken as their refusal."""
-    check = rules.check_connect(connect(*attempts))
+    check = check_connect(connect(*attempts))
     assert (check.status, check.cause) == (Outcome.FAIL, cause)
     for attempt in attempts:
         assert f"{attempt.protocol}: {attempt.reason}" in check.detail
@@ -937,7 +946,7 @@ def test_connack_refusal_maps_to_its_cause(attempts: tuple[Attempt, ...], cause:
 
 def test_refusal_detail_shows_the_code_and_the_user() -> None:
     """The detail shows each attempt with its reason code and who we connected as."""
-    check = rules.check_connect(
+    check = check_connect(
         connect(Attempt(V5, "unsupported_protocol", 0x84), Attempt(V311, "not_authorized", 5))
     )
     assert check.detail == (
@@ -948,25 +957,25 @@ def test_refusal_detail_shows_the_code_and_the_user() -> None:
 
 def test_anonymous_refusal_says_anonymous() -> None:
     """Without a username the detail says the broker refused anonymous clients."""
-    check = rules.check_connect(connect(Attempt(V5, "not_authorized", 0x87), username=None))
+    check = check_connect(connect(Attempt(V5, "not_authorized", 0x87), username=None))
     assert check.detail.endswith("as anonymous clients")
 
 
 def test_not_authorized_mentions_mosquittos_answer_to_a_wrong_password() -> None:
     """Mosquitto says 'not authorized' for a wrong password; the fix says to check it."""
-    check = rules.check_connect(connect(Attempt(V5, "not_authorized", 0x87)))
+    check = check_connect(connect(Attempt(V5, "not_authorized", 0x87)))
     assert "wrong password" in (check.fix or "")
 
 
 def test_banned_client_is_sent_to_the_administrator() -> None:
     """A ban is not a credentials typo: the fix says who can lift it."""
-    check = rules.check_connect(connect(Attempt(V5, "banned", 0x8A)))
+    check = check_connect(connect(Attempt(V5, "banned", 0x8A)))
     assert "banned" in (check.fix or "")
 
 
 def test_no_connack_at_all_is_server_unavailable() -> None:
     """TCP accepted but CONNECT never answered: look at the broker's log."""
-    check = rules.check_connect(connect(Attempt(V5, "timeout"), Attempt(V311, "timeout")))
+    check = check_connect(connect(Attempt(V5, "timeout"), Attempt(V311, "timeout")))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.SERVER_UNAVAILABLE)
     assert check.detail == "no CONNACK: MQTT 5: timeout; MQTT 3.1.1: timeout"
     assert "broker's log" in (check.fix or "")
@@ -982,7 +991,7 @@ def test_no_connack_at_all_is_server_unavailable() -> None:
 )
 def test_other_connack_refusals_do_not_claim_the_broker_did_not_answer(attempt: Attempt) -> None:
     """A broker that answered CONNECT with a refusal is not one that stayed silent."""
-    check = rules.check_connect(connect(attempt))
+    check = check_connect(connect(attempt))
     assert check.status is Outcome.FAIL
     assert not check.detail.startswith("no CONNACK")
     assert "did not answer CONNECT" not in (check.fix or "")
@@ -990,7 +999,7 @@ def test_other_connack_refusals_do_not_claim_the_broker_did_not_answer(attempt: 
 
 def test_connected_passes_naming_protocol_client_id_and_broker() -> None:
     """A connection shows the protocol, the probe's client id and the broker version."""
-    check = rules.check_connect(
+    check = check_connect(
         connect(Attempt(V5, "connected"), broker_version="mosquitto version 2.0.18")
     )
     assert check.status is Outcome.PASS
@@ -1001,9 +1010,7 @@ def test_connected_passes_naming_protocol_client_id_and_broker() -> None:
 
 def test_fallback_to_mqtt_311_still_passes() -> None:
     """A broker that only speaks 3.1.1 is fine; the detail shows the fallback."""
-    check = rules.check_connect(
-        connect(Attempt(V5, "closed_before_connack"), Attempt(V311, "connected"))
-    )
+    check = check_connect(connect(Attempt(V5, "closed_before_connack"), Attempt(V311, "connected")))
     assert check.status is Outcome.PASS
     assert "connected with MQTT 3.1.1" in check.detail
     assert "MQTT 5: closed_before_connack" in check.detail
@@ -1011,7 +1018,7 @@ def test_fallback_to_mqtt_311_still_passes() -> None:
 
 def test_keepalive_capped_by_the_broker_warns() -> None:
     """The broker lowering our keepalive works, but serve's setting is then fiction."""
-    check = rules.check_connect(
+    check = check_connect(
         connect(Attempt(V5, "connected"), requested_keepalive=300, server_keepalive=120)
     )
     assert (check.status, check.cause) == (Outcome.WARN, Cause.KEEPALIVE_REJECTED)
@@ -1022,7 +1029,7 @@ def test_keepalive_capped_by_the_broker_warns() -> None:
 @pytest.mark.parametrize("server_keepalive", [60, 600, None])
 def test_keepalive_granted_or_not_reported_passes(server_keepalive: int | None) -> None:
     """Equal, higher or no server keepalive (MQTT 3.1.1) is no warning."""
-    check = rules.check_connect(
+    check = check_connect(
         connect(Attempt(V5, "connected"), requested_keepalive=60, server_keepalive=server_keepalive)
     )
     assert (check.status, check.cause) == (Outcome.PASS, None)
@@ -1030,7 +1037,7 @@ def test_keepalive_granted_or_not_reported_passes(server_keepalive: int | None) 
 
 def test_keepalive_fix_suggests_a_value_the_configuration_accepts() -> None:
     """Following the keepalive fix must not produce a config_invalid failure."""
-    check = rules.check_connect(
+    check = check_connect(
         connect(Attempt(V5, "connected"), requested_keepalive=60, server_keepalive=3)
     )
     suggested = re.search(r"MQTTHUB_KEEPALIVE=(\d+)", check.fix or "")
@@ -1047,15 +1054,15 @@ def test_keepalive_fix_suggests_a_value_the_configuration_accepts() -> None:
 def test_granted_and_delivered_passes() -> None:
     """Granted filters and a probe that came back: subscribe and publish both pass."""
     evidence = delivery()
-    subscribe = rules.check_subscribe(evidence)
+    subscribe = check_subscribe(evidence)
     assert subscribe.status is Outcome.PASS
     assert subscribe.detail == f"granted devices/+/+ (QoS 1); probe on {PROBE_TOPIC} delivered"
-    assert rules.check_publish(evidence).status is Outcome.PASS
+    assert check_publish(evidence).status is Outcome.PASS
 
 
 def test_refused_subscription_names_filter_code_and_acl_line() -> None:
     """SUBACK >= 0x80: the filter, the code and the Mosquitto ACL line for the user."""
-    check = rules.check_subscribe(delivery(granted={"devices/+/+": 0x87}, delivered=False))
+    check = check_subscribe(delivery(granted={"devices/+/+": 0x87}, delivered=False))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
     assert "refused the subscription to devices/+/+ (SUBACK 0x87)" in check.detail
     assert check.fix == (
@@ -1066,7 +1073,7 @@ def test_refused_subscription_names_filter_code_and_acl_line() -> None:
 
 def test_suback_unspecified_error_is_a_refusal_too() -> None:
     """MQTT 3.1.1's only failure code, 0x80, counts as a refusal."""
-    check = rules.check_subscribe(
+    check = check_subscribe(
         delivery(granted={"devices/+/+": 0x80}, delivered=False, protocol=V311, publish_code=None)
     )
     assert check.cause is Cause.ACL_DENIED_SUBSCRIBE
@@ -1075,7 +1082,7 @@ def test_suback_unspecified_error_is_a_refusal_too() -> None:
 
 def test_granted_but_silently_dropped_is_an_acl_denial() -> None:
     """Mosquitto grants a forbidden subscription and then drops what it may not read."""
-    check = rules.check_subscribe(delivery(delivered=False))
+    check = check_subscribe(delivery(delivered=False))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
     assert f"a probe published on {PROBE_TOPIC} never arrived" in check.detail
     assert "3.1.1" not in check.detail
@@ -1084,7 +1091,7 @@ def test_granted_but_silently_dropped_is_an_acl_denial() -> None:
 
 def test_granted_but_not_delivered_on_311_admits_the_ambiguity() -> None:
     """On MQTT 3.1.1 a refused publish is silent too; the detail says so."""
-    check = rules.check_subscribe(delivery(delivered=False, protocol=V311, publish_code=None))
+    check = check_subscribe(delivery(delivered=False, protocol=V311, publish_code=None))
     assert check.cause is Cause.ACL_DENIED_SUBSCRIBE
     assert "(on MQTT 3.1.1 a refused probe publish looks the same)" in check.detail
 
@@ -1092,11 +1099,11 @@ def test_granted_but_not_delivered_on_311_admits_the_ambiguity() -> None:
 def test_refused_publish_warns_on_both_checks() -> None:
     """PUBACK 0x87: publishing is denied (warn); delivery could not be tested (warn)."""
     evidence = delivery(publish_code=0x87, delivered=False)
-    publish = rules.check_publish(evidence)
+    publish = check_publish(evidence)
     assert (publish.status, publish.cause) == (Outcome.WARN, Cause.ACL_DENIED_PUBLISH)
     assert f"refused a publish to {PROBE_TOPIC} (PUBACK 0x87)" in publish.detail
     assert "ingestion works" in publish.detail
-    subscribe = rules.check_subscribe(evidence)
+    subscribe = check_subscribe(evidence)
     assert (subscribe.status, subscribe.cause) == (Outcome.WARN, None)
     assert "the probe publish was refused" in subscribe.detail
     assert subscribe.fix == "see the publish check"
@@ -1104,13 +1111,13 @@ def test_refused_publish_warns_on_both_checks() -> None:
 
 def test_publish_without_a_puback_code_passes() -> None:
     """MQTT 3.1.1 has no PUBACK reason: nothing says the publish was refused."""
-    check = rules.check_publish(delivery(protocol=V311, publish_code=None))
+    check = check_publish(delivery(protocol=V311, publish_code=None))
     assert (check.status, check.detail) == (Outcome.PASS, f"published to {PROBE_TOPIC}")
 
 
 def test_publish_fix_uses_the_configured_topic_prefix() -> None:
     """With MQTTHUB_TOPIC_PREFIX=plant7 the ACL line to add is for plant7, not devices."""
-    check = rules.check_publish(
+    check = check_publish(
         delivery(
             granted={"plant7/+/+": 1},
             probe_topic="plant7/mqtthub-doctor/heartbeat",
@@ -1123,7 +1130,7 @@ def test_publish_fix_uses_the_configured_topic_prefix() -> None:
 
 def test_acl_fix_for_anonymous_clients_is_a_real_mosquitto_line() -> None:
     """Copying the fix into a Mosquitto acl_file must work for anonymous clients too."""
-    check = rules.check_subscribe(delivery(delivered=False, username=None))
+    check = check_subscribe(delivery(delivered=False, username=None))
     assert "user anonymous clients" not in (check.fix or "")
 
 
@@ -1132,7 +1139,7 @@ def test_acl_fix_for_anonymous_clients_is_a_real_mosquitto_line() -> None:
 
 def test_stable_connection_passes() -> None:
     """No drop during the soak."""
-    check = rules.check_stability(stability())
+    check = check_stability(stability())
     assert (check.status, check.detail) == (
         Outcome.PASS,
         "connected for 60 s without a drop",
@@ -1150,7 +1157,7 @@ def test_client_id_conflict_is_named_from_the_diagnosis(diagnosis: str, message:
         if diagnosis == "client_id_conflict"
         else tuple(drop("connection_lost", None, lasted) for lasted in (2.0, 2.1, 1.9))
     )
-    check = rules.check_stability(stability(*drops, diagnosis=diagnosis, message=message))
+    check = check_stability(stability(*drops, diagnosis=diagnosis, message=message))
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.CLIENT_ID_CONFLICT)
     assert check.detail == message
     assert "unset MQTTHUB_CLIENT_ID" in (check.fix or "")
@@ -1158,7 +1165,7 @@ def test_client_id_conflict_is_named_from_the_diagnosis(diagnosis: str, message:
 
 def test_borrowed_client_id_admits_the_probe_caused_the_conflict() -> None:
     """Soaking with --client-id of the live service kicks it: the detail says so."""
-    check = rules.check_stability(
+    check = check_stability(
         stability(
             drop("client_id_conflict", 0x8E, 4.0),
             diagnosis="client_id_conflict",
@@ -1176,14 +1183,14 @@ def test_borrowed_client_id_admits_the_probe_caused_the_conflict() -> None:
 
 def test_borrowed_client_id_caveat_also_on_a_stable_soak() -> None:
     """The caveat is shown whenever the live id was borrowed, even without a drop."""
-    check = rules.check_stability(stability(borrowed=True, client_id="mqtthub-prod"))
+    check = check_stability(stability(borrowed=True, client_id="mqtthub-prod"))
     assert check.status is Outcome.PASS
     assert "competed with the live client itself" in check.detail
 
 
 def test_keepalive_timeout_drop_is_named() -> None:
     """DISCONNECT 0x8D: the broker heard nothing for 1.5 x keepalive."""
-    check = rules.check_stability(
+    check = check_stability(
         stability(drop("connection_lost", None, 40.0), drop("keepalive_timeout", 0x8D, 95.0))
     )
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.KEEPALIVE_TIMEOUT)
@@ -1193,7 +1200,7 @@ def test_keepalive_timeout_drop_is_named() -> None:
 
 def test_diagnosed_conflict_wins_over_keepalive_timeouts() -> None:
     """A client-id conflict explains the drops better than a keepalive timeout among them."""
-    check = rules.check_stability(
+    check = check_stability(
         stability(
             drop("keepalive_timeout", 0x8D, 95.0),
             drop("client_id_conflict", 0x8E, 3.0),
@@ -1206,7 +1213,7 @@ def test_diagnosed_conflict_wins_over_keepalive_timeouts() -> None:
 
 def test_other_drops_fail_listing_their_reasons() -> None:
     """Drops without a known cause are listed for the broker's log."""
-    check = rules.check_stability(
+    check = check_stability(
         stability(drop("server_shutting_down", 0x8B, 20.0), drop("connection_lost", None, 35.0))
     )
     assert (check.status, check.cause) == (Outcome.FAIL, None)
@@ -1216,7 +1223,7 @@ def test_other_drops_fail_listing_their_reasons() -> None:
 
 def test_session_taken_over_during_the_soak_is_a_conflict_even_after_a_stable_spell() -> None:
     """The broker said outright that another client took our id; that stays the cause."""
-    check = rules.check_stability(
+    check = check_stability(
         stability(drop("client_id_conflict", 0x8E, 5.0), drop("connection_lost", None, 40.0))
     )
     assert check.cause is Cause.CLIENT_ID_CONFLICT
@@ -1227,7 +1234,7 @@ def test_session_taken_over_during_the_soak_is_a_conflict_even_after_a_stable_sp
 
 def test_device_messages_pass() -> None:
     """Messages heard: counts of messages and devices."""
-    check = rules.check_traffic(traffic(42, registered=3))
+    check = check_traffic(traffic(42, registered=3))
     assert (check.status, check.detail) == (
         Outcome.PASS,
         "42 messages from 3 devices in 30 s",
@@ -1236,7 +1243,7 @@ def test_device_messages_pass() -> None:
 
 def test_silence_with_devices_provisioned_elsewhere_names_both_endpoints() -> None:
     """Devices provisioned for another endpoint explain the silence; both are named."""
-    check = rules.check_traffic(
+    check = check_traffic(
         traffic(
             registered=12,
             provisioned=("mqtt://broker.example:1883", "mqtts://broker.example:8883"),
@@ -1251,14 +1258,14 @@ def test_silence_with_devices_provisioned_elsewhere_names_both_endpoints() -> No
 
 def test_devices_provisioned_for_this_endpoint_are_not_a_mismatch() -> None:
     """Registered for exactly this endpoint and silent: the devices are not publishing."""
-    check = rules.check_traffic(traffic(registered=4, provisioned=("mqtt://broker.example:1883",)))
+    check = check_traffic(traffic(registered=4, provisioned=("mqtt://broker.example:1883",)))
     assert check.cause is Cause.NO_DEVICE_TRAFFIC
     assert "while 4 devices are registered" in check.detail
 
 
 def test_traffic_seen_wins_over_a_provisioning_mismatch() -> None:
     """Messages arriving mean the endpoint works, whatever the registry remembers."""
-    check = rules.check_traffic(
+    check = check_traffic(
         traffic(5, registered=12, provisioned=("mqtts://old-broker.example:8883",))
     )
     assert check.status is Outcome.PASS
@@ -1266,14 +1273,14 @@ def test_traffic_seen_wins_over_a_provisioning_mismatch() -> None:
 
 def test_silence_with_nothing_registered_only_warns() -> None:
     """A fresh install with no devices yet is a warning, without a fix to apply."""
-    check = rules.check_traffic(traffic())
+    check = check_traffic(traffic())
     assert (check.status, check.cause, check.fix) == (Outcome.WARN, None, None)
     assert check.detail.endswith("no devices registered yet")
 
 
 def test_stored_probe_reading_passes() -> None:
     """The service stored the doctor's reading: the whole pipeline works."""
-    check = rules.check_pipeline(PipelineEvidence(API, "mqtthub-doctor", stored=True))
+    check = check_pipeline(PipelineEvidence(API, "mqtthub-doctor", stored=True))
     assert (check.status, check.detail) == (
         Outcome.PASS,
         f"{API} stored the probe reading of mqtthub-doctor",
@@ -1282,7 +1289,7 @@ def test_stored_probe_reading_passes() -> None:
 
 def test_pipeline_not_storing_quotes_the_api_error() -> None:
     """The API's error is kept; the fix points at the settings both sides must share."""
-    check = rules.check_pipeline(
+    check = check_pipeline(
         PipelineEvidence(
             API, "mqtthub-doctor", stored=False, error="[Errno 111] Connection refused"
         )
@@ -1295,16 +1302,14 @@ def test_pipeline_not_storing_quotes_the_api_error() -> None:
 
 def test_evidence_is_json_ready() -> None:
     """--json includes the evidence as plain data."""
-    data = rules.evidence_dict(tls(code=20, error="unable to get local issuer certificate"))
+    data = evidence_dict(tls(code=20, error="unable to get local issuer certificate"))
     assert data["verify_code"] == 20
     assert data["cert"]["issuer"] == "CN=Example Test CA"
 
 
 def test_close_before_connack_without_credentials_is_the_protocol() -> None:
     """Anonymous, closed on both versions: not a credentials question."""
-    check = rules.check_connect(
-        connect(V5_CLOSED, Attempt(V311, "closed_before_connack"), username=None)
-    )
+    check = check_connect(connect(V5_CLOSED, Attempt(V311, "closed_before_connack"), username=None))
     assert check.cause is Cause.PROTOCOL_UNSUPPORTED
     assert "neither MQTT 5 nor 3.1.1" in check.detail
 
@@ -1313,7 +1318,7 @@ def test_forced_version_names_the_setting_both_ways() -> None:
     """MQTTHUB_MQTT_VERSION forcing the version the broker does not speak, either way."""
     for forced, other in ((V5, V311), (V311, V5)):
         attempt = Attempt(forced, "closed_before_connack")
-        check = rules.check_connect(
+        check = check_connect(
             connect(attempt, username=None, forced=forced, unforced=Attempt(other, "connected"))
         )
         assert check.cause is Cause.MQTT_VERSION_UNSUPPORTED, check
@@ -1326,7 +1331,7 @@ def test_no_suback_is_a_subscribe_failure_not_a_crash() -> None:
     """A broker that drops us instead of answering SUBSCRIBE (rumqttd on a refused filter)."""
     evidence = delivery(granted={}, delivered=False)
     evidence = replace(evidence, extra={"no_suback": True, "connection_lost": True})
-    check = rules.check_subscribe(evidence)
+    check = check_subscribe(evidence)
     assert (check.status, check.cause) == (Outcome.FAIL, Cause.ACL_DENIED_SUBSCRIBE)
     assert "no SUBACK" in check.detail
-    assert rules.check_publish(evidence).status is Outcome.SKIP
+    assert check_publish(evidence).status is Outcome.SKIP

@@ -14,17 +14,16 @@ from pathlib import Path
 import pytest
 
 from mqtthub.config import load_settings
-from mqtthub.doctor import diagnose as rules
 from mqtthub.doctor.census import TopicCensus
-from mqtthub.doctor.diagnose import (
-    Cause,
-    Outcome,
+from mqtthub.doctor.checks import Cause, Check, Outcome
+from mqtthub.doctor.probes import build_census, subscribe_wide, traffic_evidence
+from mqtthub.doctor.traffic_rules import (
     ProfileTraffic,
     TrafficEvidence,
     UnmatchedTopic,
+    check_traffic,
     mapping_pattern,
 )
-from mqtthub.doctor.probes import build_census, subscribe_wide, traffic_evidence
 
 NOW = 1_790_000_000.0
 TASMOTA_SENSOR = json.dumps(
@@ -53,7 +52,7 @@ def feed(found: TopicCensus, *messages: tuple[str, bytes | str], retained: bool 
         found.add(topic, data, retained=retained, received_at=NOW)
 
 
-def verdict(found: TopicCensus, registered: int = 0) -> rules.Check:
+def verdict(found: TopicCensus, registered: int = 0) -> Check:
     settings = load_settings()
     evidence = traffic_evidence(settings, 30.0, found, listened="#")
     evidence = TrafficEvidence(
@@ -69,7 +68,7 @@ def verdict(found: TopicCensus, registered: int = 0) -> rules.Check:
         unmatched_topics=evidence.unmatched_topics,
         unmatched_messages=evidence.unmatched_messages,
     )
-    return rules.check_traffic(evidence)
+    return check_traffic(evidence)
 
 
 def test_each_active_profile_says_how_many_messages_and_topics_it_read(
@@ -256,7 +255,7 @@ def test_the_rule_lists_the_busiest_topics_and_how_many_more() -> None:
         unmatched_messages=sum(u.messages for u in unmatched),
         by_profile=(ProfileTraffic("mqtthub", 0, 0),),
     )
-    check = rules.check_traffic(evidence)
+    check = check_traffic(evidence)
     assert "8 topics (52 messages)" in check.detail
     assert "x/0/y (10 messages), " in check.detail
     assert check.detail.endswith(", ...")

@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from mqtthub.doctor.diagnose import Cause, Check, Outcome, passed
+from mqtthub.doctor.checks import Cause, Check, Outcome, passed
 from mqtthub.doctor.watch import changes, render_round, watch
 
 CONFIG = passed("config", "broker=mqtt://127.0.0.1:1883")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mqtthub.doctor.diagnose import Cause, Check, Outcome, TlsEvidence, check_tls
+from mqtthub.doctor.checks import Cause, Check, Outcome
+from mqtthub.doctor.network_rules import TlsEvidence, check_tls
 from mqtthub.doctor.websocket_rules import (
     UpgradeAnswer,
     WebSocketEvidence,

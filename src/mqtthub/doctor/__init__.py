@@ -1,1 +1,1 @@
-"""``mqtthub doctor``: probes -> evidence -> diagnose (pure rules) -> report."""
+"""``mqtthub doctor``: probes -> evidence -> pure rules (``checks``, ``*_rules``) -> report."""

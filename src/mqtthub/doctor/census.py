@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from mqtthub.doctor.diagnose import ProfileTraffic, UnmatchedTopic
+from mqtthub.doctor.traffic_rules import ProfileTraffic, UnmatchedTopic
 from mqtthub.downlink.topics import Route, route
 from mqtthub.messages import Accepted, Rejected, parse
 from mqtthub.profiles import PROFILE_NAMES, Profiles, topic_matches

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mqtthub.doctor.diagnose import Cause, Check, ConnectEvidence, Outcome
+from mqtthub.doctor.checks import Cause, Check, Outcome
+from mqtthub.doctor.mqtt_rules import ConnectEvidence
 
 CONNECTION_LIMIT_FIX = (
     "raise the broker's connection limit (Mosquitto: max_connections in the listener; "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mqtthub.doctor.diagnose import EXPIRY_WARNING_DAYS, Cause, Check, Outcome
+from mqtthub.doctor.checks import Cause, Check, Outcome
+from mqtthub.doctor.network_rules import EXPIRY_WARNING_DAYS
 from mqtthub.transport.reasons import (
     alert_words,
     client_cert_alert,

@@ -1,7 +1,9 @@
 """The doctor's probes: look at the network, TLS, the broker and the service (I/O only).
 
-Each probe returns an evidence record from :mod:`mqtthub.doctor.diagnose`; deciding what
-the evidence means is left to the pure rules there.
+Each probe returns an evidence record from a rules module
+(:mod:`mqtthub.doctor.network_rules`, :mod:`mqtthub.doctor.mqtt_rules`,
+:mod:`mqtthub.doctor.traffic_rules`); deciding what the evidence means is left to the
+pure rules there.
 """
 
 from __future__ import annotations
@@ -30,19 +32,11 @@ from sqlalchemy.engine import make_url
 
 from mqtthub.config import BrokerEndpoint, MqttVersion, Settings, build_ssl_context
 from mqtthub.doctor.census import MAX_TOPICS, TopicCensus
-from mqtthub.doctor.diagnose import (
-    Attempt,
-    CertInfo,
-    ConnectEvidence,
-    DeliveryEvidence,
-    NetworkEvidence,
-    PipelineEvidence,
-    StabilityEvidence,
-    TlsEvidence,
-    TrafficEvidence,
-)
 from mqtthub.doctor.limits import AcceptEvidence, PayloadEvidence
+from mqtthub.doctor.mqtt_rules import Attempt, ConnectEvidence, DeliveryEvidence, StabilityEvidence
 from mqtthub.doctor.mtls import ClientCertEvidence
+from mqtthub.doctor.network_rules import CertInfo, NetworkEvidence, TlsEvidence
+from mqtthub.doctor.traffic_rules import PipelineEvidence, TrafficEvidence
 from mqtthub.errors import BrokerError, ConnectRefusedError
 from mqtthub.messages import subscriptions
 from mqtthub.profiles import PROFILE_NAMES, MqtthubProfile, Profiles

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from mqtthub.doctor.diagnose import Check, Outcome
+from mqtthub.doctor.checks import Check, Outcome
 
 MARKS = {Outcome.PASS: "ok  ", Outcome.WARN: "WARN", Outcome.FAIL: "FAIL", Outcome.SKIP: "skip"}
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from mqtthub.client import check_recipient
 from mqtthub.config import TLS_PORTS, Settings, load_settings
-from mqtthub.doctor import diagnose as rules
-from mqtthub.doctor import limits, mtls, probes, websocket
-from mqtthub.doctor.diagnose import Check, ConfigEvidence, Outcome
+from mqtthub.doctor import limits, mqtt_rules, mtls, network_rules, probes, traffic_rules, websocket
+from mqtthub.doctor.checks import Check, Outcome, skipped
+from mqtthub.doctor.mqtt_rules import StabilityEvidence
+from mqtthub.doctor.network_rules import ConfigEvidence
 from mqtthub.errors import ConfigError
 
 ORDER = (
@@ -100,13 +101,13 @@ def _contradictions(settings: Settings) -> tuple[str, ...]:
 async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[list[Check], str]:
     """Run every layer; return the checks in report order and the target description."""
     settings, config = load_config(flags, options.recipient)
-    checks = [rules.check_config(config)]
+    checks = [network_rules.check_config(config)]
     if settings is None:
         checks[0] = _client_cert_config(flags, config) or checks[0]
         return _finish(checks, options, "config"), "configuration"
     target = settings.broker.display()
     network = await probes.probe_network(settings.broker)
-    for check in (rules.check_dns(network), rules.check_tcp(network)):
+    for check in (network_rules.check_dns(network), network_rules.check_tcp(network)):
         checks.append(check)
         if check.status is Outcome.FAIL:
             return _finish(checks, options, check.id), target
@@ -114,7 +115,7 @@ async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[lis
     checks[-1] = tcp
     if tcp.status is Outcome.FAIL:
         return _finish(checks, options, "tcp"), target
-    checks.append(rules.check_tls(await probes.probe_tls(settings.broker, settings)))
+    checks.append(network_rules.check_tls(await probes.probe_tls(settings.broker, settings)))
     checks[-1] = websocket.tls_check(settings, checks[-1])
     checks[-1] = await _client_cert_tls(settings, checks[-1])
     if checks[-1].status is Outcome.FAIL:
@@ -131,7 +132,7 @@ async def run_doctor(flags: dict[str, Any], options: DoctorOptions) -> tuple[lis
         borrowed = options.client_id is not None
         client_id = options.client_id or f"mqtthub-doctor-{secrets.token_hex(4)}"
         evidence = await probes.probe_stability(settings, client_id, options.soak)
-        checks.append(rules.check_stability(_borrowed(evidence, borrowed)))
+        checks.append(mqtt_rules.check_stability(_borrowed(evidence, borrowed)))
     return _finish(checks, options, None), target
 
 
@@ -140,12 +141,12 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
     try:
         connect = await probe.connect()
         if probe.session is None:
-            return [limits.check_connect_limit(rules.check_connect(connect), connect)]
+            return [limits.check_connect_limit(mqtt_rules.check_connect(connect), connect)]
         delivery, version = await probe.delivery(options.recipient)
         checks = [
-            rules.check_connect(connect),
-            rules.check_subscribe(delivery),
-            rules.check_publish(delivery),
+            mqtt_rules.check_connect(connect),
+            mqtt_rules.check_subscribe(delivery),
+            mqtt_rules.check_publish(delivery),
         ]
         if options.expect_traffic:
             census = probes.build_census(settings)
@@ -153,17 +154,17 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
             evidence = probes.traffic_evidence(
                 settings, options.expect_traffic, census, listened=listened, limit=limit
             )
-            checks.append(rules.check_traffic(evidence))
+            checks.append(traffic_rules.check_traffic(evidence))
         if options.api:
             token = settings.api_token.get_secret_value() if settings.api_token else None
-            checks.append(rules.check_pipeline(await probe.pipeline(options.api, token)))
+            checks.append(traffic_rules.check_pipeline(await probe.pipeline(options.api, token)))
         if delivery.delivered and options.recipient is None:
             # Device-sized payloads are serve's concern; a task app gets tasks the server
             # sized, and its own receipts are small.
             checks[2] = await _payload_check(probe, settings, options, checks[2])
         # Last: a broker that drops us for the $SYS filter (rumqttd) has had its checks.
         version = version or await probe.broker_version()
-        checks[0] = rules.check_connect(replace(connect, broker_version=version))
+        checks[0] = mqtt_rules.check_connect(replace(connect, broker_version=version))
         return checks
     finally:
         await probe.close()
@@ -193,7 +194,7 @@ async def _client_cert_tls(settings: Settings, tls: Check) -> Check:
     return mtls.check_client_cert(tls, await probes.probe_client_cert(settings))
 
 
-def _borrowed(evidence: rules.StabilityEvidence, borrowed: bool) -> rules.StabilityEvidence:
+def _borrowed(evidence: StabilityEvidence, borrowed: bool) -> StabilityEvidence:
     return replace(evidence, borrowed_id=borrowed)
 
 
@@ -204,9 +205,9 @@ def _finish(checks: list[Check], options: DoctorOptions, failed_at: str | None) 
         if check_id in done:
             continue
         if failed_at is not None:
-            checks.append(rules.skipped(check_id, f"skipped: {failed_at} failed"))
+            checks.append(skipped(check_id, f"skipped: {failed_at} failed"))
         elif check_id in OPTIONAL and not _requested(check_id, options):
-            checks.append(rules.skipped(check_id, OPTIONAL[check_id]))
+            checks.append(skipped(check_id, OPTIONAL[check_id]))
     return sorted(checks, key=_position)
 
 

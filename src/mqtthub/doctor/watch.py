@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from mqtthub.doctor.diagnose import Check
+from mqtthub.doctor.checks import Check
 from mqtthub.doctor.report import as_text, failed, line
 
 

@@ -12,7 +12,7 @@ import asyncio
 import ssl
 
 from mqtthub.config import BrokerEndpoint, Settings, build_ssl_context
-from mqtthub.doctor.diagnose import Check
+from mqtthub.doctor.checks import Check
 from mqtthub.doctor.websocket_rules import (
     CANDIDATE_PATHS,
     CHECK_ID,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mqtthub.doctor.diagnose import Cause, Check, Outcome, passed
+from mqtthub.doctor.checks import Cause, Check, Outcome, passed
 
 CHECK_ID = "websocket"
 #: Paths tried when the URL's path does not upgrade: where brokers usually serve MQTT.
