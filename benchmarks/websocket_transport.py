@@ -47,7 +47,8 @@ from mqtt_clients import (
 from suite.procs import HOST, Broker, mosquitto_version, running_broker
 
 from mqtthub.config import BrokerEndpoint
-from mqtthub.transport.client import Ack, MqttTransport
+from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.connection import Ack
 
 
 async def _mqtthub_run(run: RunContext) -> Tally:

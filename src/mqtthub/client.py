@@ -37,7 +37,8 @@ from typing import Any
 
 from mqtthub.config import Settings, build_ssl_context
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.client import Ack, MqttTransport
+from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.connection import Ack
 from mqtthub.transport.history import ConnectionEvent
 
 __all__ = ["TaskListener", "check_recipient"]

@@ -38,7 +38,7 @@ from mqtthub.errors import ConfigError
 from mqtthub.simulation_firmware import Firmware, Publish
 from mqtthub.simulation_values import ConnectPacer, FleetConfig, FleetSummary
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.client import ManagedClient
+from mqtthub.transport.connection import ManagedClient
 
 __all__ = ["FleetConfig", "FleetSummary", "raise_fd_limit", "run_fleet", "simulate"]
 

@@ -231,7 +231,7 @@ broker's in-flight window: Mosquitto's is 20 for MQTT 3.1.1)."""
 
 NO_PUBACKS = """\
 # Test hook (tests/brokers/test_matrix.py): this serve commits but never sends a PUBACK.
-import mqtthub.transport.client as client
+import mqtthub.transport.connection as client
 
 client._Connection.send_pubacks = lambda self, packet_ids: not self.lost.is_set()
 """

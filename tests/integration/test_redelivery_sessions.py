@@ -29,7 +29,7 @@ from support.serve import ServeProcess, device, serve_for, wait_until
 
 NO_PUBACKS = """\
 # Test hook (tests/integration/test_redelivery_sessions.py): commit, never send a PUBACK.
-import mqtthub.transport.client as client
+import mqtthub.transport.connection as client
 
 client._Connection.send_pubacks = lambda self, packet_ids: not self.lost.is_set()
 """

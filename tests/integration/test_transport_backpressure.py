@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from mqtthub.transport.client import ManagedClient, _Connection
+from mqtthub.transport.connection import ManagedClient, _Connection
 
 
 def test_the_readers_resume_does_not_undo_a_pause() -> None:

@@ -23,7 +23,8 @@ import pytest
 
 from mqtthub.config import load_settings
 from mqtthub.simulate import simulate
-from mqtthub.transport.client import Ack, MqttTransport
+from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.connection import Ack
 from support.certs import TlsFiles, make_tls_files
 from support.doctor import doctor_checks
 from support.fake_websocket import FakeWebSocketServer, PlainHttpServer

@@ -7,7 +7,7 @@ from typing import Any
 
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
-from mqtthub.transport.client import ManagedClient, _Connection
+from mqtthub.transport.connection import ManagedClient, _Connection
 from support.fake_broker import varint
 
 

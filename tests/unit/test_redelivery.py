@@ -146,7 +146,7 @@ def test_writer_pairs_match_the_transport_fingerprint() -> None:
     """The writer's inlined fingerprint equals the transport's, for every kind of ack."""
     from mqtthub.ingest.writer import _encoded_pairs
     from mqtthub.pipeline import RawMessage
-    from mqtthub.transport.client import Ack
+    from mqtthub.transport.connection import Ack
 
     topics = ["devices/a/sensor", "devices/\u00e9\u6f22/sensor", "devices/\ufffd/heartbeat"]
     messages = [

@@ -10,7 +10,8 @@ import pytest
 
 from mqtthub.config import BrokerEndpoint
 from mqtthub.ingest.redelivery import fingerprint
-from mqtthub.transport.client import Ack, MqttTransport
+from mqtthub.transport.client import MqttTransport
+from mqtthub.transport.connection import Ack
 
 
 class LostConnection:

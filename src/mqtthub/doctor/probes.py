@@ -44,7 +44,8 @@ from mqtthub.profiles.active import active_profiles
 from mqtthub.profiles.base import Profile
 from mqtthub.store.schema import devices
 from mqtthub.transport.backoff import Backoff
-from mqtthub.transport.client import PROTOCOL_NAMES, Ack, MqttSession, MqttTransport
+from mqtthub.transport.client import PROTOCOL_NAMES, MqttTransport
+from mqtthub.transport.connection import Ack, MqttSession
 from mqtthub.transport.history import ConnectionEvent, ConnectionHistory, LinkEvent
 from mqtthub.transport.reasons import SUBACK_FAILURE
 from mqtthub.transport.tls_alert import broker_tls_alert

@@ -3,6 +3,11 @@
 :class:`MqttTransport` owns the whole connection lifecycle on top of gmqtt (chosen by
 measurement, see docs/ARCHITECTURE.md). gmqtt's own reconnect loop is switched off so
 that reconnection, protocol fallback and their log lines live in one place here.
+
+One connection and the packet handling under it (our own PUBLISH reader, batched PUBACKs,
+holding the socket, the session-present flag) are in :mod:`mqtthub.transport.connection`;
+the errors of a failed attempt and their descriptions in
+:mod:`mqtthub.transport.connect_errors`.
 """
 
 from __future__ import annotations
@@ -11,382 +16,46 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import gmqtt
-from gmqtt.mqtt.connection import MQTTConnection
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
-from gmqtt.mqtt.protocol import MQTTProtocol
 
 from mqtthub.config import BrokerEndpoint, MqttVersion
 from mqtthub.errors import BrokerError, ConnectRefusedError
-from mqtthub.ingest.redelivery import MAX_PAIRS, Pair, RedeliveryFilter, fingerprint
+from mqtthub.ingest.redelivery import MAX_PAIRS, Pair, fingerprint
 from mqtthub.transport import reasons
 from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.base import LinkPhase, LinkState, MessageHandler
+from mqtthub.transport.connect_errors import (
+    ClientCertRefusedError,
+    ConnackTimeoutError,
+    CredentialsLikelyError,
+    NoConnackError,
+    describe_failure,
+    failure_reason,
+    refusal_hint,
+)
+from mqtthub.transport.connection import (
+    Ack,
+    ManagedClient,
+    MqttSession,
+    RedeliverySource,
+    _Connection,
+)
 from mqtthub.transport.history import ConnectionEvent, LinkEvent
 from mqtthub.transport.tls_alert import broker_tls_alert
-from mqtthub.transport.websocket import WebSocketUpgradeError, open_websocket
 
 log = logging.getLogger("mqtthub.mqtt")
 
 #: Told about every connect, refusal, failure and disconnect.
 EventHandler = Callable[[ConnectionEvent], None]
-#: The (packet id, fingerprint) pairs of QoS 1 messages stored whose PUBACK may not have
-#: reached the broker (the writer's window; see ingest/redelivery.py).
-RedeliverySource = Callable[[], Sequence[Pair]]
 REDIRECTS = frozenset({"use_another_server", "server_moved"})
 
 PROTOCOL_NAMES = {MQTTv50: "MQTT 5", MQTTv311: "MQTT 3.1.1"}
-#: A PUBACK with reason code 0 and no properties: the same 4 bytes in MQTT 3.1.1 and 5.
-_PUBACK = struct.Struct("!BBH")
-_PUBACK_TYPE = 0x40
-
-
-class Ack(NamedTuple):
-    """What acknowledging one QoS 1 message takes: its connection and packet id.
-
-    A message received on a connection that has since been lost is not acknowledged:
-    the broker redelivers it on the next session (``topic`` and ``payload`` then say what
-    it was, so the redelivery is recognised even without DUP).
-    """
-
-    connection: _Connection
-    packet_id: int
-    topic: str = ""
-    payload: bytes = b""
-
-
-class ClientCertRefusedError(BrokerError):
-    """The broker refused our client certificate (or wants one): ``reason`` is the cause
-    code (``client_cert_required``, ``client_cert_rejected``, ``client_cert_expired``)."""
-
-    def __init__(self, reason: str, sentence: str) -> None:
-        """Keep the cause code; the message is the sentence for the log."""
-        super().__init__(sentence)
-        self.reason = reason
-
-
-class _NoConnackError(BrokerError):
-    """The broker closed the connection before answering CONNECT."""
-
-
-class _ConnackTimeoutError(TimeoutError):
-    """The broker took the CONNECT (TCP and TLS were up) but sent no CONNACK in time."""
-
-
-class CredentialsLikelyError(BrokerError):
-    """The broker closed the connection before CONNACK with MQTT 5 and with 3.1.1 (or with
-    the 3.1.1 that was set) although credentials were sent: a wrong username or password is
-    the likely cause (rumqttd answers one this way)."""
-
-    reason = "probable_bad_credentials"
-
-
-class ManagedClient(gmqtt.Client):  # type: ignore[misc]
-    """A gmqtt client that never reconnects by itself: its owner (MqttTransport, a
-    simulated device) decides when. With ``websocket_path`` it speaks MQTT over WebSockets
-    (``ws://``, or ``wss://`` with an SSL context), upgrading that HTTP path."""
-
-    def __init__(
-        self, client_id: str, *args: Any, websocket_path: str | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(client_id, *args, **kwargs)
-        self._websocket_path = websocket_path
-
-    def _allow_reconnect(self) -> bool:
-        return False
-
-    async def _create_connection(
-        self, host: str, port: int, ssl: Any, clean_session: bool, keepalive: int
-    ) -> MQTTConnection:
-        if self._websocket_path is None:
-            return await super()._create_connection(host, port, ssl, clean_session, keepalive)
-        # gmqtt's own steps before a connection (gmqtt.Client._create_connection), then
-        # the WebSocket adapter where gmqtt would call loop.create_connection.
-        self._exit_reconnecting_state()
-        self._package_handler.clear_topics_aliases()
-        self._connack_received.clear()
-        self._connection_lost.clear()
-        transport, protocol = await open_websocket(
-            partial(
-                MQTTProtocol,
-                connection_state=self._connection_state,
-                id_generator=self._package_handler.id_generator,
-            ),
-            host,
-            port,
-            path=self._websocket_path,
-            ssl_context=ssl or None,
-        )
-        return MQTTConnection(
-            transport,
-            protocol,
-            clean_session,
-            keepalive,
-            package_handler=self._package_handler,
-            logger=self._logger,
-        )
-
-
-class _Connection:
-    """One gmqtt client for one connection attempt, with events for its callbacks.
-
-    Incoming messages bypass gmqtt's per-message asyncio task: they go straight to
-    ``on_publish`` (synchronously), and QoS 1 acknowledgements are written in batches by
-    :meth:`send_pubacks` once the receiver has committed them.
-    """
-
-    def __init__(
-        self,
-        client: ManagedClient,
-        version: int,
-        on_publish: MessageHandler | None = None,
-        redeliveries: RedeliverySource | None = None,
-    ) -> None:
-        self.client = client
-        self.version = version
-        self.lost = asyncio.Event()
-        self.lost_reason: int | None = None
-        self.server_reference: str | None = None
-        #: The CONNACK's session-present flag (None until an accepting CONNACK came).
-        self.session_present: bool | None = None
-        # Answers awaited by packet id: a late PUBACK or SUBACK never answers another request.
-        self._pubacks: dict[int, asyncio.Future[int]] = {}
-        self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
-        self._held = False  # backpressure: see hold()
-        self._guarded = False
-        # Armed by a CONNACK with session present: see ingest/redelivery.py.
-        self._redeliveries = redeliveries
-        self.redelivery_filter: RedeliveryFilter | None = None
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        handler = client._package_handler
-        handle_connack = handler._handle_connack_packet
-
-        def capture_connack(cmd: int, packet: bytes) -> None:
-            # gmqtt drops the properties of a refused CONNACK; keep a server reference.
-            if len(packet) > 2 and packet[1] in (0x9C, 0x9D):
-                self.server_reference = self._reference(packet[2:])
-            if len(packet) >= 2 and packet[1] == 0:  # gmqtt does not keep session present
-                self.session_present = bool(packet[0] & 0x01)
-                if self.session_present and self._redeliveries is not None:
-                    # Before gmqtt sees the CONNACK: the resumed session's redeliveries
-                    # may follow in the same read.
-                    armed = RedeliveryFilter(self._redeliveries())
-                    self.redelivery_filter = armed if armed.active else None
-            handle_connack(cmd, packet)
-
-        handler._handle_connack_packet = capture_connack
-        handle_puback = handler._handle_puback_packet
-
-        def capture_puback(cmd: int, packet: bytes) -> None:
-            # gmqtt ignores the MQTT 5 PUBACK reason code; the doctor needs it.
-            waiting = self._pubacks.pop(int.from_bytes(packet[:2], "big"), None)
-            if waiting is not None and not waiting.done():
-                waiting.set_result(packet[2] if len(packet) > 2 else 0)
-            handle_puback(cmd, packet)
-
-        handler._handle_puback_packet = capture_puback
-        if on_publish is not None:
-            self._take_publishes(on_publish)
-
-    def _take_publishes(self, on_publish: MessageHandler) -> None:
-        """Read PUBLISH packets ourselves: the fields we need, no property objects, no task."""
-        handler = self.client._package_handler
-        gmqtt_publish = handler._handle_publish_packet
-        has_properties = self.version == MQTTv50
-
-        def handle_publish(header: int, packet: bytes) -> None:
-            qos = (header >> 1) & 0x03
-            end = 2 + int.from_bytes(packet[:2], "big")
-            topic = packet[2:end]
-            if not topic or qos > 1:  # a topic alias or QoS 2: never asked for; gmqtt's way
-                gmqtt_publish(header, packet)
-                return
-            packet_id = None
-            if qos:
-                packet_id = int.from_bytes(packet[end : end + 2], "big")
-                end += 2
-            if has_properties:  # skip them: mqtthub uses none of a PUBLISH's properties
-                length, shift = 0, 0
-                while True:
-                    byte = packet[end]
-                    end += 1
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    if byte < 0x80:
-                        break
-                end += length
-            text = topic.decode("utf-8", errors="replace")
-            payload = packet[end:]
-            if self.redelivery_filter is not None and self._redelivered(text, payload, packet_id):
-                return
-            on_publish(
-                text,
-                payload,
-                qos,
-                bool(header & 0x01),
-                bool(header & 0x08),
-                None if packet_id is None else Ack(self, packet_id, text, payload),
-            )
-
-        handler._handle_publish_packet = handle_publish
-
-    def _redelivered(self, topic: str, payload: bytes, packet_id: int | None) -> bool:
-        """Is this one of the first messages of a resumed session, re-sending a message
-        that is stored already? Then it is acknowledged here and goes no further."""
-        check = self.redelivery_filter
-        assert check is not None
-        value = None if packet_id is None else fingerprint(topic, payload)
-        matched = check.check(packet_id, value)
-        if matched and packet_id is not None:
-            self.send_pubacks([packet_id])
-        if not check.active:
-            self.redelivery_filter = None
-            if check.matched:
-                log.info(
-                    "acknowledged %d message(s) the broker re-sent on resuming the session "
-                    "(stored before their acknowledgement was lost; not stored again)",
-                    check.matched,
-                )
-        return matched
-
-    def hold(self, held: bool) -> None:
-        """Stop (True) or restart (False) reading from the socket.
-
-        gmqtt reads through an asyncio StreamReader that pauses and resumes the socket for
-        its own buffer; while held, its resumes are ignored, so only :meth:`hold` (False)
-        starts reading again, and gmqtt's keepalive watchdog does not count the silence.
-        """
-        connection: Any = getattr(self.client, "_connection", None)
-        transport = getattr(connection, "_transport", None)
-        if transport is None or transport.is_closing():
-            return
-        if not self._guarded:
-            self._guarded = True
-            resume = transport.resume_reading
-            keep_connection = connection._keep_connection
-
-            def guarded_resume() -> None:
-                if not self._held:
-                    resume()
-
-            def keep_connection_while_held() -> None:
-                # Nothing is read while held, PINGRESP included: that is our choice, not a
-                # dead broker, so gmqtt's watchdog must not close the connection for it.
-                if self._held:
-                    connection._last_data_in = time.monotonic()
-                keep_connection()
-
-            transport.resume_reading = guarded_resume
-            connection._keep_connection = keep_connection_while_held
-        self._held = held
-        with contextlib.suppress(RuntimeError):
-            if held:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
-
-    def send_pubacks(self, packet_ids: Sequence[int]) -> bool:
-        """Acknowledge QoS 1 messages of this connection, in one write; False when the
-        connection is lost (the broker re-sends them on the next session)."""
-        connection = getattr(self.client, "_connection", None)
-        if connection is None or self.lost.is_set():
-            return False
-        data = b"".join(_PUBACK.pack(_PUBACK_TYPE, 2, packet_id) for packet_id in packet_ids)
-        connection._protocol.write_data(data)
-        return True
-
-    def _reference(self, properties: bytes) -> str | None:
-        with contextlib.suppress(Exception):
-            parsed, _ = self.client._package_handler._parse_properties(properties)
-            values = (parsed or {}).get("server_reference")
-            if values:
-                return str(values[0])
-        return None
-
-    def _on_disconnect(self, _client: Any, packet: Any = None, exc: Any = None) -> None:
-        if isinstance(packet, bytes | bytearray) and packet:
-            self.lost_reason = packet[0]
-            if packet[0] in (0x9C, 0x9D) and len(packet) > 1:
-                self.server_reference = self._reference(bytes(packet[1:]))
-        self.lost.set()
-
-    def _on_subscribe(self, _client: Any, mid: int, granted: Sequence[int], _props: Any) -> None:
-        waiting = self._subacks.pop(mid, None)
-        if waiting is not None and not waiting.done():
-            waiting.set_result(tuple(granted))
-
-    def subscribe(self, topics: Sequence[str]) -> asyncio.Future[tuple[int, ...]]:
-        """Send SUBSCRIBE at QoS 1; the future gets this request's SUBACK codes."""
-        packet_id = self.client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in topics])
-        answer = self._subacks[packet_id] = asyncio.get_running_loop().create_future()
-        return answer
-
-    def publish(self, topic: str, payload: bytes) -> asyncio.Future[int]:
-        """Publish at QoS 1; the future gets this message's PUBACK reason code."""
-        client = self.client
-        packet_id, package = client._connection.publish(gmqtt.Message(topic, payload, qos=1))
-        client._persistent_storage.push_message(packet_id, package)
-        answer = self._pubacks[packet_id] = asyncio.get_running_loop().create_future()
-        return answer
-
-    async def close(self) -> None:
-        connection = getattr(self.client, "_connection", None)
-        if connection is None:
-            return
-        # Bounded: a socket that never reports its close must not hold up a shutdown.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(2.0):
-                if not self.lost.is_set():
-                    await self.client.disconnect()
-                else:
-                    await connection.close()
-
-
-class MqttSession:
-    """One open connection for short probes (``mqtthub doctor``): subscribe, publish, watch.
-
-    Messages still go to the transport's handler.
-    """
-
-    def __init__(self, connection: _Connection, protocol: str) -> None:
-        """Wrap a connected connection; use :meth:`MqttTransport.open` to make one."""
-        self._connection = connection
-        self.protocol = protocol
-        self.lost = connection.lost
-
-    @property
-    def server_keepalive(self) -> int | None:
-        """The keepalive the broker imposed in CONNACK (MQTT 5), if any."""
-        values = self._connection.client._package_handler._connack_properties.get(
-            "server_keep_alive"
-        )
-        return int(values[0]) if values else None
-
-    async def subscribe(self, topics: Sequence[str]) -> tuple[int, ...]:
-        """Subscribe at QoS 1; the SUBACK codes, one per topic (>= 0x80: refused).
-
-        Wrap it in ``asyncio.timeout``: a broker may never answer.
-        """
-        return await self._connection.subscribe(topics)
-
-    async def publish(self, topic: str, payload: bytes) -> int:
-        """Publish at QoS 1; the PUBACK reason code (0 = accepted; MQTT 3.1.1 always 0).
-
-        Wrap it in ``asyncio.timeout``: a broker may never acknowledge.
-        """
-        return await self._connection.publish(topic, payload)
-
-    async def close(self) -> None:
-        """Disconnect."""
-        await self._connection.close()
 
 
 class MqttTransport:
@@ -583,14 +252,14 @@ class MqttTransport:
                 self.endpoint.display(),
                 refused.reason,
                 refused.code,
-                self._forced_hint(refused) or _refusal_hint(refused.reason),
+                self._forced_hint(refused) or refusal_hint(refused.reason),
                 delay,
             )
             return delay
         except (OSError, TimeoutError, BrokerError) as exc:
-            reason = _failure_reason(exc)
+            reason = failure_reason(exc)
             self._set_state(LinkPhase.DISCONNECTED, reason)
-            self._emit(LinkEvent.FAILED, reason, protocol=None, detail=_describe(exc))
+            self._emit(LinkEvent.FAILED, reason, protocol=None, detail=describe_failure(exc))
             # A refused client certificate (or, likely, password) stays refused until the
             # settings change.
             permanent = isinstance(exc, ClientCertRefusedError | CredentialsLikelyError)
@@ -599,7 +268,7 @@ class MqttTransport:
             log.warning(
                 "cannot connect to %s: %s%s; retrying in %.1f s",
                 self.endpoint.display(),
-                _describe(exc),
+                describe_failure(exc),
                 hint and f"; {hint}",
                 delay,
             )
@@ -676,7 +345,7 @@ class MqttTransport:
     def _forced_hint(self, exc: BaseException) -> str:
         """With MQTTHUB_MQTT_VERSION set, a CONNECT without an answer (or refused as an
         unsupported protocol) most likely means the broker does not speak that version."""
-        unanswered = isinstance(exc, _NoConnackError | _ConnackTimeoutError)
+        unanswered = isinstance(exc, NoConnackError | ConnackTimeoutError)
         unsupported = isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
         if self._may_fall_back or not (unanswered or unsupported):
             return ""
@@ -703,14 +372,14 @@ class MqttTransport:
         refusing our client certificate (then there is no fallback: the reason is known)."""
         try:
             return await self._attempt(self._version)
-        except (_NoConnackError, ConnectionResetError, ssl.SSLError) as exc:
+        except (NoConnackError, ConnectionResetError, ssl.SSLError) as exc:
             refused = await self._client_cert_refusal()
             if refused is not None:
                 raise refused from exc
-            if not isinstance(exc, _NoConnackError):
+            if not isinstance(exc, NoConnackError):
                 raise
             return await self._fall_back(exc)
-        except (ConnectRefusedError, _ConnackTimeoutError) as exc:
+        except (ConnectRefusedError, ConnackTimeoutError) as exc:
             return await self._fall_back(exc)
 
     async def _fall_back(self, exc: BrokerError | TimeoutError) -> _Connection:
@@ -718,14 +387,14 @@ class MqttTransport:
         unsupported: the doctor's rule. A close before CONNACK with 3.1.1 too, with
         credentials sent, names the credentials."""
         refused_v5 = isinstance(exc, ConnectRefusedError) and exc.reason == "unsupported_protocol"
-        fallback_case = refused_v5 or isinstance(exc, _NoConnackError | _ConnackTimeoutError)
+        fallback_case = refused_v5 or isinstance(exc, NoConnackError | ConnackTimeoutError)
         if self._version != MQTTv50 or not self._may_fall_back or not fallback_case:
             raise self._credentials_likely(exc) or exc
         log.info("broker does not accept MQTT 5 (%s), falling back to MQTT 3.1.1", exc)
         self._version = MQTTv311
         try:
             return await self._attempt(MQTTv311)
-        except _NoConnackError as closed:
+        except NoConnackError as closed:
             likely = self._credentials_likely(closed)
             if likely is None:
                 raise
@@ -734,7 +403,7 @@ class MqttTransport:
     def _credentials_likely(self, exc: BaseException) -> CredentialsLikelyError | None:
         """A close before CONNACK on MQTT 3.1.1 (which every broker speaks) with a username
         set: the broker's way (rumqttd's) of refusing the credentials."""
-        if not isinstance(exc, _NoConnackError) or self._version != MQTTv311:
+        if not isinstance(exc, NoConnackError) or self._version != MQTTv311:
             return None
         if not self.endpoint.username:
             return None
@@ -790,9 +459,9 @@ class MqttTransport:
                 self._emit(LinkEvent.CONNECTED, "connected", protocol=PROTOCOL_NAMES[version])
                 return connection
             if lost in done:
-                raise _NoConnackError("the broker closed the connection before answering CONNECT")
+                raise NoConnackError("the broker closed the connection before answering CONNECT")
             if getattr(connection.client, "_connection", None) is not None:
-                raise _ConnackTimeoutError(f"no CONNACK within {self._connect_timeout:.0f} s")
+                raise ConnackTimeoutError(f"no CONNACK within {self._connect_timeout:.0f} s")
             raise TimeoutError(f"no connection within {self._connect_timeout:.0f} s")
         except BaseException:
             connect.cancel()
@@ -886,42 +555,3 @@ class MqttTransport:
 def _over_websocket(endpoint: BrokerEndpoint) -> str:
     path = endpoint.websocket_path
     return "" if path is None else f" over WebSocket {path}"
-
-
-def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, ClientCertRefusedError | CredentialsLikelyError):
-        return exc.reason
-    if isinstance(exc, WebSocketUpgradeError):
-        return "websocket_upgrade_failed"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection_refused"
-    if isinstance(exc, TimeoutError):
-        return "connection_timeout"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return "tls_verification_failed"
-    if isinstance(exc, ssl.SSLError):
-        return "tls_error"
-    if isinstance(exc, _NoConnackError):
-        return "closed_before_connack"
-    return "network_error"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listens there; is the broker running?)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted: {exc.verify_message} (check MQTTHUB_CA_FILE)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc} (is this a TLS port?)"
-    return str(exc) or type(exc).__name__
-
-
-def _refusal_hint(reason: str) -> str:
-    return {
-        "bad_credentials": "check user:password in MQTTHUB_BROKER_URL or MQTT_USERNAME/PASSWORD",
-        "not_authorized": "the broker rejects these credentials or this user "
-        "(Mosquitto answers a wrong password this way); check username/password",
-        "client_id_rejected": "the broker rejects the client id; set MQTTHUB_CLIENT_ID",
-        "unsupported_protocol": "the broker speaks neither MQTT 5 nor 3.1.1",
-        "banned": "the broker has banned this client",
-    }.get(reason, "see the broker's log")

@@ -5,7 +5,7 @@ to a WebSocket with the ``mqtt`` subprotocol (websockets' Sans-I/O layer does th
 handshake and the framing) and hands gmqtt's protocol a :class:`WebSocketTransport`:
 ``write()`` sends binary frames, received binary frames are fed to ``data_received`` as a
 byte stream (MQTT packets may span frames, a frame may hold several). So gmqtt, and every
-workaround in :mod:`mqtthub.transport.client` (our own PUBLISH reader, batched PUBACKs,
+workaround in :mod:`mqtthub.transport.connection` (our own PUBLISH reader, batched PUBACKs,
 backpressure by pausing the socket), work unchanged on WebSockets. Chosen by measurement
 over paho-mqtt's and aiomqtt's WebSocket transports, see docs/ARCHITECTURE.md.
 """
