@@ -27,7 +27,7 @@ from mqtthub.transport.backoff import Backoff
 from mqtthub.transport.client import MqttTransport
 from mqtthub.transport.embedded import start_if_needed
 from mqtthub.transport.history import ConnectionEvent
-from support.doctor import doctor_checks
+from support.doctor import doctor_checks, doctor_cli
 from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoFactory
 from support.ports import free_port
@@ -90,17 +90,6 @@ def rumqttd_with_auth(tmp_path: Path) -> Iterator[int]:
 def doctor(options: DoctorOptions | None = None, **flags: Any) -> dict[str, dict[str, Any]]:
     """Run the doctor in-process; its checks by id."""
     return doctor_checks(flags, options)
-
-
-def doctor_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MQTT")}
-    return subprocess.run(
-        [sys.executable, "-m", "mqtthub", "doctor", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 # ---------------------------------------------------------------- 1: doctor on rumqttd

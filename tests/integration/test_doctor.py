@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from mqtthub.store.database import Store
 from mqtthub.store.schema import devices
 from mqtthub.transport.client import MqttTransport
 from support.certs import make_tls_files
-from support.doctor import doctor_checks
+from support.doctor import doctor_checks, doctor_cli
 from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoBroker, MosquittoFactory, mosquitto_pub
 from support.ports import free_port
@@ -415,25 +413,14 @@ def test_pipeline_not_storing(mosquitto_factory: MosquittoFactory, tmp_path: Pat
     assert_failed(checks, "pipeline", "pipeline_not_storing", "MQTTHUB_BROKER_URL")
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MQTT")}
-    return subprocess.run(
-        [sys.executable, "-m", "mqtthub", "doctor", *args],
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_cli_json_and_exit_status(mosquitto: MosquittoBroker) -> None:
     """--json prints one object; exit 0 when healthy, 1 when a check fails."""
-    healthy = run_cli("--json", env={"MQTTHUB_BROKER_URL": url(mosquitto)})
+    healthy = doctor_cli("--json", env={"MQTTHUB_BROKER_URL": url(mosquitto)})
     assert healthy.returncode == 0, healthy.stdout
     report = json.loads(healthy.stdout)
     assert report["ok"] is True
     assert {"id", "status", "cause", "detail", "fix"} <= set(report["checks"][0])
-    broken = run_cli("--broker-url", f"mqtt://127.0.0.1:{free_port()}")
+    broken = doctor_cli("--broker-url", f"mqtt://127.0.0.1:{free_port()}")
     assert broken.returncode == 1
     assert "[FAIL] tcp" in broken.stdout
     assert "fix: point MQTTHUB_BROKER_URL" in broken.stdout
@@ -441,12 +428,12 @@ def test_cli_json_and_exit_status(mosquitto: MosquittoBroker) -> None:
 
 def test_cli_usage_errors_exit_2() -> None:
     """A bad option is a usage error: exit status 2."""
-    assert run_cli("--soak", "soon").returncode == 2
+    assert doctor_cli("--soak", "soon").returncode == 2
 
 
 def test_cli_help_explains_each_option() -> None:
     """doctor --help explains every option."""
-    text = run_cli("--help").stdout
+    text = doctor_cli("--help").stdout
     for option in ("--json", "--soak", "--client-id", "--expect-traffic", "--api"):
         assert option in text
     assert "competes with the live client" in " ".join(text.split())

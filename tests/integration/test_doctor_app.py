@@ -9,15 +9,13 @@ topics) would blame the ACL for something the app never does.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from mqtthub.doctor.run import DoctorOptions
-from support.doctor import doctor_checks
+from support.doctor import doctor_checks, doctor_cli
 from support.mosquitto import MosquittoBroker, MosquittoFactory
 
 RECIPIENT = "61016968"
@@ -37,17 +35,6 @@ def doctor(options: DoctorOptions, broker: MosquittoBroker) -> dict[str, dict[st
     return doctor_checks({"broker_url": app_url(broker)}, options)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MQTT")}
-    return subprocess.run(
-        [sys.executable, "-m", "mqtthub", "doctor", *args],
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def checks_of(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in json.loads(result.stdout)["checks"]}
 
@@ -58,7 +45,9 @@ def test_an_app_user_passes_as_the_app(mosquitto_factory: MosquittoFactory, vers
     subscribe and publish, the probe coming back through `+/ack`."""
     broker = mosquitto_factory(users=USERS, acl=f"user app\ntopic readwrite {TASKS}/#\n")
     env = {"MQTTHUB_MQTT_VERSION": version}
-    as_app = run_cli("--json", "--recipient", RECIPIENT, "--broker-url", app_url(broker), env=env)
+    as_app = doctor_cli(
+        "--json", "--recipient", RECIPIENT, "--broker-url", app_url(broker), env=env
+    )
     assert as_app.returncode == 0, as_app.stdout + as_app.stderr
     checks = checks_of(as_app)
     assert [checks[k]["status"] for k in ("mqtt_connect", "subscribe", "publish")] == ["pass"] * 3
@@ -78,14 +67,14 @@ def test_the_same_app_user_checked_as_serve_is_blamed_for_the_device_topics(
     acl_denied_subscribe; on MQTT 5 the refused probe (PUBACK 0x87) leaves subscribe
     unconfirmed (warn) and publish warns: what Check connection used to show."""
     broker = mosquitto_factory(users=USERS, acl=f"user app\ntopic readwrite {TASKS}/#\n")
-    on_311 = run_cli(
+    on_311 = doctor_cli(
         "--json", "--broker-url", app_url(broker), env={"MQTTHUB_MQTT_VERSION": "3.1.1"}
     )
     assert on_311.returncode == 1, on_311.stdout + on_311.stderr
     subscribe = checks_of(on_311)["subscribe"]
     assert (subscribe["status"], subscribe["cause"]) == ("fail", "acl_denied_subscribe"), subscribe
     assert "the device topics" in subscribe["fix"]
-    on_5 = checks_of(run_cli("--json", "--broker-url", app_url(broker)))
+    on_5 = checks_of(doctor_cli("--json", "--broker-url", app_url(broker)))
     assert (on_5["subscribe"]["status"], on_5["subscribe"]["cause"]) == ("warn", None)
     assert (on_5["publish"]["status"], on_5["publish"]["cause"]) == ("warn", "acl_denied_publish")
     assert "devices/mqtthub-doctor/heartbeat" in on_5["publish"]["detail"]
@@ -127,10 +116,10 @@ def test_the_probe_comes_back_through_the_ack_filter_only(
 
 def test_cli_recipient_usage_errors() -> None:
     """A recipient of several levels, or --payload-size with --recipient: exit status 2."""
-    bad = run_cli("--recipient", "a/b")
+    bad = doctor_cli("--recipient", "a/b")
     assert bad.returncode == 2
     assert "one topic level" in bad.stderr
-    both = run_cli("--recipient", RECIPIENT, "--payload-size", "100")
+    both = doctor_cli("--recipient", RECIPIENT, "--payload-size", "100")
     assert both.returncode == 2
     assert "not with --recipient" in both.stderr
-    assert "--recipient" in " ".join(run_cli("--help").stdout.split())
+    assert "--recipient" in " ".join(doctor_cli("--help").stdout.split())
