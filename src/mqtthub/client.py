@@ -66,6 +66,7 @@ class TaskListener:
         on_receipt: Callable[[str, str], None] | None = None,
         app_name: str = "listen",
         on_online: Callable[[], None] | None = None,
+        keeps_tasks: bool = False,
     ) -> None:
         """Prepare the listener; :meth:`run` connects.
 
@@ -80,6 +81,11 @@ class TaskListener:
                 tasks (by any copy of the app, this one included) as ``(task_id, state)``.
             app_name: the middle part of the client id (``mqtthub-<app_name>-...``).
             on_online: called each time the listener is subscribed and has said ``online``.
+            keeps_tasks: the app stores each task itself and sends ``delivered`` with
+                :meth:`receipt` once it is stored (the inbox): then every copy that arrives
+                goes to ``on_task``, nothing is kept in ``state_dir`` and no receipt is
+                sent on arrival, so a task the app could not store is re-sent by the
+                server at the next ``online`` instead of being lost.
         """
         check_recipient(recipient)
         self.recipient = recipient
@@ -87,9 +93,10 @@ class TaskListener:
         self._on_task = on_task
         self._on_receipt = on_receipt
         self._on_online = on_online
+        self._keeps_tasks = keeps_tasks
         state_dir = state_dir or Path.home() / ".mqtthub"
         self._seen_path = state_dir / f"seen-tasks-{recipient}.txt"
-        self._seen = self._load_seen()
+        self._seen = set() if keeps_tasks else self._load_seen()
         status = f"{self._prefix}/status/{recipient}"
         topics = [f"{self._prefix}/tasks/{recipient}/+"]
         if on_receipt is not None:
@@ -153,6 +160,9 @@ class TaskListener:
             log.warning("ignoring a task that is not JSON on %s", topic)
             return
         if not isinstance(task, dict):
+            return
+        if self._keeps_tasks:
+            self._on_task(task)
             return
         if task_id not in self._seen:
             self._remember(task_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from mqtthub.client import TaskListener
 from mqtthub.config import load_settings
 from mqtthub.inbox.app import close_inbox, run_inbox
 from mqtthub.inbox.store import InboxStore
+from mqtthub.inbox.tasks import TaskState
 from mqtthub.inbox.window import COLUMNS, InboxWindow
 from mqtthub.transport.history import LinkEvent
 from support.certs import TlsFiles
@@ -160,6 +162,62 @@ def test_broker_stopped_shows_the_reason_and_the_link_comes_back_by_itself(
         wait_until(lambda: serve.get("/healthz").status_code == 200, timeout=30, what="serve")
         task = post_task(serve, "After the restart")
         wait_shown(qtbot, task["id"], window, timeout=BROKER_S)
+
+
+def test_done_clicked_while_the_broker_is_down_reaches_the_server_once_it_is_back(
+    mosquitto_factory: MosquittoFactory, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+) -> None:
+    broker = mosquitto_factory(persistence=True)  # serve's session, and so the receipt, kept
+    with serve_for(broker.port, tmp_path / "serve") as serve:
+        window = open_window(broker.port)
+        wait_connected(qtbot, window)
+        task = post_task(serve, "Close the valve")
+        wait_shown(qtbot, task["id"], window)
+        wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
+        broker.stop()
+        qtbot.waitUntil(lambda: not connected(window), timeout=BROKER_S)
+        done = window.button(task["id"], "Done")
+        assert done is not None
+        qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
+        assert cell(window, task["id"], "State") == "done"
+        assert window.store.unsent_receipts() == [(task["id"], TaskState.DONE)]
+        broker.start()
+        wait_connected(qtbot, window)
+        qtbot.waitUntil(lambda: not window.store.unsent_receipts(), timeout=BROKER_S)
+        wait_until(
+            lambda: api_state(serve, task["id"]) == "done", timeout=30, what="done on the server"
+        )
+
+
+def test_a_task_the_window_could_not_keep_is_sent_again(
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    qtbot: QtBot,
+    open_window: OpenInbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`delivered` goes out only once the task is in the window's file: a task that could
+    not be kept (the file locked, the app killed) stays queued and comes again."""
+    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
+        window = open_window(mosquitto.port)
+        wait_connected(qtbot, window)
+
+        def locked(_store: InboxStore, _task: object) -> bool:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(InboxStore, "add", locked)
+        with qtbot.captureExceptions() as exceptions:
+            task = post_task(serve, "Kept on the second try")
+            qtbot.waitUntil(lambda: bool(exceptions), timeout=5_000)
+        assert window.row_of(task["id"]) is None
+        assert api_state(serve, task["id"]) == "queued"
+        monkeypatch.undo()
+        close_inbox(window)
+
+        again = open_window(mosquitto.port)  # the server re-sends queued tasks on `online`
+        wait_shown(qtbot, task["id"], again, timeout=BROKER_S)
+        wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
+        assert again.announced == [task["id"]]
 
 
 def test_client_id_taken_over_is_said_in_words(

@@ -24,6 +24,8 @@ __all__ = ["Link"]
 
 log = logging.getLogger("mqtthub.inbox")
 
+CLOSE_TIMEOUT_S = 3.0  # how long quitting waits for the broker to see us go
+
 
 class Link:
     """Runs the task listener of one recipient until :meth:`stop`."""
@@ -46,8 +48,8 @@ class Link:
         ``on_stopped`` once when the listener ends, with its exception if it died.
         """
         self._loop = asyncio.new_event_loop()
-        self._on_online = on_online
         self._on_stopped = on_stopped
+        self._running: asyncio.Task[None] | None = None
         self.listener = TaskListener(
             settings=settings,
             recipient=recipient,
@@ -57,6 +59,7 @@ class Link:
             state_dir=state_dir,
             app_name="inbox",
             on_online=on_online,
+            keeps_tasks=True,
         )
         self._thread = threading.Thread(target=self._run, name="mqtthub-inbox-link", daemon=True)
         #: True once :meth:`stop` was called: the listener's end is then expected.
@@ -76,35 +79,43 @@ class Link:
         transport = self.listener.transport
         return transport.state, transport.next_attempt_at
 
-    def receipt(self, task_id: str, state: str, sent: Callable[[bool], None]) -> None:
-        """Send a receipt; ``sent`` is told on the link's thread whether it went out."""
+    def receipt(self, task_id: str, state: str) -> None:
+        """Send a receipt if connected (the broker's echo on ``.../ack`` confirms it)."""
+        self._loop.call_soon_threadsafe(self.listener.receipt, task_id, state)
 
-        def send() -> None:
-            sent(self.listener.receipt(task_id, state))
-
-        self._loop.call_soon_threadsafe(send)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Say ``offline``, disconnect and wait for the thread (at most ``timeout`` s)."""
+    def stop(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Say ``offline``, disconnect and end the thread: the listener is cancelled if it
+        has not closed within ``timeout`` s (a broker that does not answer)."""
         self.stopping = True
         if self._thread.ident is None:  # never started
             return
-        close = self.listener.close()
+        closing = self._close(timeout)
         try:
-            closing = asyncio.run_coroutine_threadsafe(close, self._loop)
+            asyncio.run_coroutine_threadsafe(closing, self._loop)
         except RuntimeError:  # the loop has ended already (the listener died)
-            close.close()
-        else:
-            try:
-                closing.result(timeout)
-            except Exception:  # the link is going away anyway: say why in the log
-                log.exception("closing the broker link failed")
-        self._thread.join(timeout)
+            closing.close()
+        self._thread.join(timeout + 1.0)
+        if self._thread.is_alive():
+            log.error("the broker link did not end within %.0f s", timeout + 1.0)
+
+    async def _close(self, limit: float) -> None:
+        try:
+            async with asyncio.timeout(limit):
+                await self.listener.close()
+        except TimeoutError:
+            log.warning("the broker did not let the link close within %.0f s", limit)
+        finally:
+            if self._running is not None:
+                self._running.cancel()
 
     def _run(self) -> None:
         error: BaseException | None = None
         try:
-            self._loop.run_until_complete(self.listener.run())
+            self._running = self._loop.create_task(self.listener.run())
+            self._loop.run_until_complete(self._running)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                error = RuntimeError("the broker link was cancelled")
         except BaseException as exc:  # reported to the window, which exits
             log.exception("the broker link stopped")
             error = exc

@@ -37,9 +37,8 @@ class InboxStore:
         self.path = path
         self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL with NORMAL sync: no fsync per click; a power cut may forget the last clicks
-        # (their receipts were sent or are resent), never corrupt the file.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # WAL with the default FULL sync: a task is on disk before its `delivered` receipt
+        # goes out (after which the server no longer re-sends it).
         self._db.execute(_SCHEMA)
 
     def close(self) -> None:

@@ -2,13 +2,16 @@
 
 Everything here runs on Qt's thread. The broker link (:class:`~mqtthub.inbox.link.Link`)
 calls back on its own thread; those calls arrive here as queued Qt signals. Text a task
-carries is shown as plain text only (table cells, a plain-text pane, tray messages): a
-title such as ``<img src=...>`` is shown as written, never rendered.
+carries is shown as plain text only (table cells, a plain-text pane; tray messages are
+escaped where the desktop's notification server reads markup): a title such as
+``<img src=...>`` is shown as written, never rendered.
 """
 
 from __future__ import annotations
 
+import html
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +62,6 @@ class LinkSignals(QObject):
     link_event = Signal(object)
     online = Signal()
     stopped = Signal(object)
-    sent = Signal(str, str, bool)
     checked = Signal(str, bool)
 
 
@@ -108,7 +110,6 @@ class InboxWindow(QMainWindow):
         self.signals.link_event.connect(self._take_event)
         self.signals.online.connect(self._send_unsent_receipts)
         self.signals.stopped.connect(self._link_stopped)
-        self.signals.sent.connect(self._receipt_went_out)
         self.signals.checked.connect(self._show_check)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh_status)
@@ -248,11 +249,17 @@ class InboxWindow(QMainWindow):
         if self.store.add(task) and self.store.claim_announcement(task.task_id):
             self._announce(task)
         self.refresh_tasks()
+        # Only now that the task is in the file: until the server has this receipt it
+        # re-sends the task at every `online`, so a task that never got here is not lost.
+        self._send_receipt(task.task_id, "delivered")
 
     def _announce(self, task: InboxTask) -> None:
         self.announced.append(task.task_id)
         if self.tray is not None and QSystemTrayIcon.supportsMessages():
-            self.tray.showMessage(f"New task: {task.title}", task.body[:300])
+            title, body = f"New task: {task.title}", task.body[:300]
+            if sys.platform.startswith("linux"):  # notification servers read body markup
+                title, body = html.escape(title), html.escape(body)
+            self.tray.showMessage(title, body)
         else:
             QApplication.alert(self)
 
@@ -271,14 +278,12 @@ class InboxWindow(QMainWindow):
         if moved:
             self._send_receipt(task_id, state)
 
-    def _send_receipt(self, task_id: str, state: TaskState) -> None:
+    def _send_receipt(self, task_id: str, state: str) -> None:
+        """Publish a receipt now if connected; ``seen``/``done`` count as sent only when
+        the broker echoes them back (:meth:`_take_receipt`), else they go again at the next
+        ``online``."""
         if self.link is not None:
-            sent = self.signals.sent.emit
-            self.link.receipt(task_id, state, lambda ok: sent(task_id, state, ok))
-
-    def _receipt_went_out(self, task_id: str, state: str, ok: bool) -> None:
-        if ok:
-            self.store.receipt_sent(task_id, TaskState(state))
+            self.link.receipt(task_id, state)
 
     def _send_unsent_receipts(self) -> None:
         for task_id, state in self.store.unsent_receipts():
