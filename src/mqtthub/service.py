@@ -35,7 +35,7 @@ from mqtthub.stats import Stats, combine
 from mqtthub.store import queries
 from mqtthub.store.database import Store, record_connection_event
 from mqtthub.store.notify import EventRelay
-from mqtthub.store.sessions import record_connected
+from mqtthub.store.sessions import clear_unacked, record_connected
 from mqtthub.store.workers import live_workers, record_worker
 from mqtthub.supervisor import Supervisor
 from mqtthub.transport import embedded
@@ -233,6 +233,9 @@ class Service:
         session_options: dict[str, Any] = {}
         if self._session_id is not None:
             session_options["redeliveries"] = lambda: writer.unacked.pairs()
+            # Only device messages are recorded (receipts, replies and app statuses are
+            # acknowledged by the downlink): the others must not end the check.
+            session_options["redelivery_topics"] = self._is_device_topic
             # A broker this process started itself has no session from the previous run.
             if previous is not None and not embedded_broker:
                 session_options["previous_connection"] = previous.connected_at
@@ -371,8 +374,10 @@ class Service:
         server.should_exit = True
         writer.stop()  # a flag, not cancel(): the batch in hand is committed and acknowledged
         await asyncio.wait({writer_task}, timeout=SHUTDOWN_BUDGET_S / 2)
+        flushed = False
         try:
             await asyncio.wait_for(writer.drain(), timeout=SHUTDOWN_BUDGET_S / 2)
+            flushed = True
         except TimeoutError:
             log.error(
                 "could not flush the queue in time; unacknowledged messages stay at the broker"
@@ -380,11 +385,14 @@ class Service:
         except Exception:  # e.g. the writer died on it: shut the rest down all the same
             log.exception("could not flush the queue; unacknowledged messages stay at the broker")
         await asyncio.sleep(0)  # let acknowledgements of the last batch go out
-        if transport.state.connected:  # this run's end, for the next run's session check
+        connected = transport.state.connected
+        if connected:  # this run's end, for the next run's session check
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._note_connected(), timeout=1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(transport.close(), timeout=3.0)
+            if flushed and connected and not transport.unsent_acknowledgements:
+                await self._clear_unacked()
         tasks = self.supervisor.tasks
         for task in tasks:
             task.cancel()
@@ -518,6 +526,24 @@ class Service:
         sessions only): a restart compares it with the broker's session-present flag."""
         if self._session_id is not None:
             await self._writer.execute_write(record_connected, self._session_id, time.time())
+
+    async def _clear_unacked(self) -> None:
+        """Every stored message was acknowledged before a clean DISCONNECT: the broker will
+        re-send none of them, so the next run arms no redelivery check (which could take a
+        new message with a recorded packet id and content for a re-sent one)."""
+        if self._session_id is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self._writer.execute_write(clear_unacked, self._session_id, time.time()), 1.0
+            )
+
+    def _is_device_topic(self, topic: str) -> bool:
+        settings = self.settings
+        routed = downlink_topics.route(
+            topic, prefix=settings.topic_prefix, app_prefix=settings.app_prefix
+        )
+        return routed.route is Route.DEVICE
 
     def _room_made(self) -> None:
         """The writer took a batch: read from the broker again once half the queue is free."""

@@ -240,12 +240,18 @@ client._Connection.send_pubacks = lambda self, packet_ids: not self.lost.is_set(
 def test_redelivery_stored_once(broker: Broker, tmp_path: Path) -> None:
     """Messages stored but not acknowledged when serve is killed are re-sent by the broker
     on the resumed session (Mosquitto with DUP; rumqttd and Aedes without): serve recognises
-    them by packet id and content (mqtt_sessions) and stores each once."""
+    them by packet id and content (mqtt_sessions) and stores each once, also when an app's
+    status (not a device message) is re-sent among them."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(NO_PUBACKS)
     serve = serve_on(broker, tmp_path, PYTHONPATH=str(hook)).start()
-    publish_qos1(broker.publish_port, seq_messages(0, REDELIVERED), client_id="redeliver")
+    half = REDELIVERED // 2
+    # An app's status among them: acknowledged by the downlink, not recorded with the device
+    # messages; re-sent with them, it must not end the check.
+    status = ("mqtt_app/status/someone", b"online")
+    messages = [*seq_messages(0, half), status, *seq_messages(half, REDELIVERED - half)]
+    publish_qos1(broker.publish_port, messages, client_id="redeliver")
     wait_until(lambda: seq_counts(serve)[0] >= REDELIVERED, what="the messages stored")
     serve.stop(signal.SIGKILL)  # stored, never acknowledged: the broker keeps them in flight
     del serve.env["PYTHONPATH"]

@@ -218,3 +218,38 @@ def test_restart_finds_the_session_lost(
         assert health["session_lost"]["at"] == lost[0]["at"], health
         assert "WARNING" in serve.log_text()
         assert "session lost" in serve.log_text()
+
+
+def test_a_clean_shutdown_leaves_nothing_to_recognise(
+    mosquitto_factory: MosquittoFactory, tmp_path: Path
+) -> None:
+    """After SIGTERM every stored message was acknowledged before the DISCONNECT: the window
+    is recorded empty, so the next run takes no new message for a re-sent one. A kill -9
+    leaves it as the last batch recorded it."""
+    broker = mosquitto_factory()
+    serve = serve_for(broker.port, tmp_path / "serve", MQTTHUB_CLIENT_ID="clean-1")
+    db_url = f"sqlite:///{tmp_path / 'serve' / 'data' / 'mqtthub.db'}"
+    with serve:
+        publish_qos1(broker.port, [("devices/c1/sensor", b'{"v": 1}')], client_id="pub")
+        wait_until(lambda: device(serve, "c1"), what="stored")
+    store = Store.open(db_url)
+    try:
+        record = load_session(store.engine, "clean-1")
+        assert record is not None
+        assert decode(record.unacked) == []
+    finally:
+        store.close()
+
+    serve.start()
+    publish_qos1(broker.port, [("devices/c2/sensor", b'{"v": 2}')], client_id="pub")
+    wait_until(lambda: device(serve, "c2"), what="stored")
+    serve.stop(signal.SIGKILL)
+    store = Store.open(db_url)
+    try:
+        record = load_session(store.engine, "clean-1")
+        assert record is not None
+        assert fingerprint("devices/c2/sensor", b'{"v": 2}') in {
+            f for _p, f in decode(record.unacked)
+        }
+    finally:
+        store.close()

@@ -135,6 +135,11 @@ def test_twenty_devices_come_online_with_sensor_values_and_leave_cleanly(
                 timeout=20,
                 what="every device's sensor values",
             )
+            wait_until(
+                lambda: fleet.live is not None and fleet.live.sent["heartbeat"] >= 20,
+                timeout=20,
+                what="20 heartbeats sent (one a second a device)",
+            )
             summary = fleet.stop()
         wait_all_offline(serve, expected)
         reasons = {(device(serve, d) or {}).get("status_reason") for d in expected}

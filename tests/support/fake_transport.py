@@ -38,6 +38,8 @@ class FakeTransport:
     """
 
     handler: MessageHandler
+    #: PUBACKs a lost connection could not send (a fake broker loses none).
+    unsent_acknowledgements: int = 0
     state: LinkState = field(
         default_factory=lambda: LinkState(
             LinkPhase.CONNECTED, None, "MQTT 5", time.time(), "fake://"

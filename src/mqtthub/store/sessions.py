@@ -11,7 +11,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mqtthub.store.schema import mqtt_sessions
 
-__all__ = ["SessionRecord", "load_session", "record_connected", "record_unacked"]
+__all__ = [
+    "SessionRecord",
+    "clear_unacked",
+    "load_session",
+    "record_connected",
+    "record_unacked",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,13 @@ def _upsert(connection: Connection, row: dict[str, Any]) -> None:
 def record_unacked(connection: Connection, client_id: str, unacked: bytes, now: float) -> None:
     """Store the pairs of a batch's window, in that batch's transaction (one statement)."""
     _upsert(connection, {"client_id": client_id, "unacked": unacked, "unacked_at": now})
+
+
+def clear_unacked(engine: Engine, client_id: str, now: float) -> None:
+    """Note that nothing of ``client_id`` is unacknowledged at the broker (a clean shutdown:
+    the last PUBACKs went out before the DISCONNECT)."""
+    with engine.begin() as connection:
+        _upsert(connection, {"client_id": client_id, "unacked": b"", "unacked_at": now})
 
 
 def record_connected(engine: Engine, client_id: str, now: float) -> None:

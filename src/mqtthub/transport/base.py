@@ -77,5 +77,9 @@ class Transport(Protocol):
     def resume_reading(self) -> None:
         """Read from the broker again."""
 
+    @property
+    def unsent_acknowledgements(self) -> int:
+        """PUBACKs of stored messages that lost connections could not send."""
+
     def add_topics(self, topics: Sequence[str]) -> None:
         """Subscribe to more topic filters, now if connected and on every reconnect."""

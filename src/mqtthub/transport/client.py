@@ -82,6 +82,7 @@ class MqttTransport:
         client_cert: bool = False,
         on_subscribed: Callable[[], Awaitable[None]] | None = None,
         redeliveries: RedeliverySource | None = None,
+        redelivery_topics: Callable[[str], bool] | None = None,
         previous_connection: float | None = None,
     ) -> None:
         """Configure the transport; nothing connects until :meth:`run`.
@@ -111,6 +112,8 @@ class MqttTransport:
             redeliveries: the QoS 1 messages stored whose PUBACK may not have reached the
                 broker: on a resumed session, the first messages that match them are
                 acknowledged and not handed on (redeliveries without DUP, issue 16).
+            redelivery_topics: which topics' messages ``redeliveries`` can hold (default
+                all); messages on other topics pass the check without ending it.
             previous_connection: when this client id was last connected (a previous run,
                 epoch): a first connection that finds no session although that was less
                 than ``session_expiry`` ago reports ``session_lost``.
@@ -138,6 +141,7 @@ class MqttTransport:
         self._subscribing: set[asyncio.Future[None]] = set()
         self._holding = False
         self._redeliveries = redeliveries
+        self._redelivery_topics = redelivery_topics
         self._dropped: list[Pair] = []  # acknowledgements a lost connection could not send
         # The broker should hold a session for us now (on the first connection: the
         # previous run of this client id was connected within the session expiry).
@@ -195,6 +199,12 @@ class MqttTransport:
             if not connection.send_pubacks([ack.packet_id for ack in group]):
                 self._dropped += [(a.packet_id, fingerprint(a.topic, a.payload)) for a in group]
                 del self._dropped[:-MAX_PAIRS]
+
+    @property
+    def unsent_acknowledgements(self) -> int:
+        """PUBACKs of stored messages that lost connections could not send (the broker
+        will re-send those messages)."""
+        return len(self._dropped)
 
     def _unacknowledged(self) -> list[Pair]:
         """What a resumed session may re-send of what is stored: the acknowledgements lost
@@ -436,7 +446,11 @@ class MqttTransport:
             self.client_id,
         )
         connection = _Connection(
-            self._new_client(version), version, self._handler, self._unacknowledged
+            self._new_client(version),
+            version,
+            self._handler,
+            self._unacknowledged,
+            self._redelivery_topics,
         )
         connect = asyncio.ensure_future(
             connection.client.connect(

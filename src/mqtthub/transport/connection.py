@@ -113,6 +113,7 @@ class _Connection:
         version: int,
         on_publish: MessageHandler | None = None,
         redeliveries: RedeliverySource | None = None,
+        recorded: Callable[[str], bool] | None = None,
     ) -> None:
         self.client = client
         self.version = version
@@ -128,6 +129,7 @@ class _Connection:
         self._guarded = False
         # Armed by a CONNACK with session present: see ingest/redelivery.py.
         self._redeliveries = redeliveries
+        self._recorded = recorded  # topics whose messages the redeliveries can hold
         self.redelivery_filter: RedeliveryFilter | None = None
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -208,6 +210,10 @@ class _Connection:
         that is stored already? Then it is acknowledged here and goes no further."""
         check = self.redelivery_filter
         assert check is not None
+        if self._recorded is not None and not self._recorded(topic):
+            # Not recorded (a receipt, an app's status, our own echo): handled as usual,
+            # and the broker's re-sent device messages may still follow it.
+            return False
         value = None if packet_id is None else fingerprint(topic, payload)
         matched = check.check(packet_id, value)
         if matched and packet_id is not None:
