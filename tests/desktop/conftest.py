@@ -26,8 +26,9 @@ OpenInbox = Callable[..., InboxWindow]
 
 
 @pytest.fixture
-def open_window(qapp: object, tmp_path: Path) -> Iterator[OpenInbox]:
+def open_window(qapp: object, tmp_path: Path, clean_environment: Path) -> Iterator[OpenInbox]:
     """Open inbox windows for RECIPIENT on a broker port; all are closed after the test.
+    No MQTTHUB_* variable or .env of the developer's reaches their settings.
 
     ``open_window(port, state_dir=...)``: each state folder stands for one computer.
     """

@@ -18,7 +18,8 @@ class EventStream:
 
     ``with EventStream(url, until=...) as stream:`` returns once the stream is open; the
     events arrive in :attr:`events` as ``(kind, data)`` until ``until(stream)`` holds or
-    the stream has been open ``timeout`` seconds.
+    the ``with`` block has waited ``timeout`` seconds for it after its body (``timeout``
+    is also the longest silence between two events).
     """
 
     def __init__(
@@ -36,6 +37,9 @@ class EventStream:
         self._timeout = timeout
         self._headers = dict(headers or {})
         self._opened = threading.Event()
+        self._closing = threading.Event()
+        #: The stream's HTTP status (200 once open).
+        self.status: int | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
 
     def of(self, kind: str) -> list[Any]:
@@ -50,6 +54,8 @@ class EventStream:
         self._thread.start()
         if not self._opened.wait(10):
             raise TimeoutError(f"{self._url} did not open within 10 s")
+        if self.status != 200:
+            raise AssertionError(f"{self._url} answered {self.status}")
         return self
 
     def __exit__(
@@ -59,9 +65,11 @@ class EventStream:
         _traceback: TracebackType | None,
     ) -> None:
         self.join(self._timeout)
+        self._closing.set()  # the next event ends the reader (daemon thread) for good
 
     def _read(self) -> None:
         with httpx.stream("GET", self._url, headers=self._headers, timeout=self._timeout) as rsp:
+            self.status = rsp.status_code
             self._opened.set()
             kind = ""
             for line in rsp.iter_lines():
@@ -69,5 +77,5 @@ class EventStream:
                     kind = line[7:]
                 elif line.startswith("data: "):
                     self.events.append((kind, json.loads(line[6:])))
-                    if self._until(self):
+                    if self._until(self) or self._closing.is_set():
                         return

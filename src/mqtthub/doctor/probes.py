@@ -411,7 +411,7 @@ def app_delivery_plan(app_prefix: str, recipient: str, nonce: str) -> tuple[list
     what the app publishes, so the broker's ACL is tested for them. Whoever else hears it
     does nothing: serve stores a receipt by ``UPDATE tasks ... WHERE id = <task id>``
     (``store.downlink.receipt``), which changes no row for an unknown task, so it sends
-    no task event either (``DownlinkService.handle``; with several workers it sends one
+    no task event either (``Downlink.handle``; with several workers it sends one
     all the same, for an id no dashboard page lists); the inbox takes only ``seen`` and
     ``done`` from its other copies (``inbox.tasks.state_of_receipt``) and ignores this
     ``delivered``.

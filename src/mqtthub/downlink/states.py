@@ -48,9 +48,3 @@ def receipt_sources(reported: TaskState) -> frozenset[TaskState]:
     if reported not in RECEIPT_STATES:
         raise ValueError(f"a receipt cannot report {reported!r}")
     return frozenset(TASK_PROGRESS[: TASK_PROGRESS.index(reported)])
-
-
-def after_receipt(current: TaskState, reported: TaskState) -> TaskState:
-    """A task's state after a receipt reporting ``reported``: that state when it is ahead
-    of ``current``, else ``current`` (the receipt changes nothing)."""
-    return reported if current in receipt_sources(reported) else current
