@@ -374,3 +374,72 @@ def test_simulate_devices_stored(broker: Broker, tmp_path: Path) -> None:
             timeout=15,
             what="every simulated device offline",
         )
+
+
+SLOW_COMMITS = """\
+# Test hook (tests/brokers/test_matrix.py): every batch takes 1.5 s more to commit.
+import time
+
+import mqtthub.ingest.writer as writer
+
+_write = writer.BatchWriter._write
+
+
+def _slow_write(self, messages):
+    time.sleep(1.5)
+    return _write(self, messages)
+
+
+writer.BatchWriter._write = _slow_write
+"""
+
+QUEUED = 60
+"""QoS 1 messages of the reconnect-faster-than-the-queue case."""
+
+
+def test_reconnect_faster_than_the_queue(broker: Broker, tmp_path: Path) -> None:
+    """serve's connection drops while QoS 1 messages of it still wait in serve's queue (a
+    slow database) and serve reconnects before they are committed: the broker re-sends them
+    on the resumed session (rumqttd and Aedes without DUP); serve holds the new connection's
+    messages until the older ones are committed, then recognises the re-sent copies, and
+    stores each message once."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_COMMITS)
+    with (
+        CuttableRelay(broker.port) as relay,
+        serve_on(
+            broker,
+            tmp_path,
+            port=relay.port,
+            PYTHONPATH=str(hook),
+            MQTTHUB_RECONNECT_BASE="0.1",
+            MQTTHUB_RECONNECT_CAP="0.2",
+        ) as serve,
+    ):
+        publish_qos1(broker.publish_port, seq_messages(0, QUEUED), client_id="queue")
+        # Received, not yet committed (the first batch is slow; Mosquitto sends serve 20 at
+        # a time on MQTT 3.1.1): they wait in serve's queue when the connection drops.
+        wait_until(
+            lambda: serve.get("/api/stats").json()["messages_received"] >= 20,
+            what="messages waiting in serve's queue",
+        )
+        assert seq_counts(serve)[0] < 20
+        relay.cut()
+        wait_until(
+            lambda: serve.get("/healthz").json()["mqtt"] != "connected",
+            what="serve disconnected",
+        )
+        relay.restore()
+        wait_until(
+            lambda: serve.get("/healthz").json()["mqtt"] == "connected",
+            what="serve connected again",
+        )
+        if broker.name in FORGETS_SESSIONS:
+            return  # no session to resume: nothing is re-sent
+        wait_until(lambda: seq_counts(serve)[1] >= QUEUED, timeout=30, what="all stored")
+        publish_qos1(broker.publish_port, [("devices/after/sensor", b'{"n": 1}')], client_id="a")
+        wait_until(lambda: device(serve, "after"), what="the message published after")
+        assert seq_counts(serve) == (QUEUED, QUEUED), serve.log_text()
+        assert "message(s) the broker re-sent on resuming the session" in serve.log_text()
+        assert "going on without waiting" not in serve.log_text()

@@ -56,6 +56,9 @@ EventHandler = Callable[[ConnectionEvent], None]
 REDIRECTS = frozenset({"use_another_server", "server_moved"})
 
 PROTOCOL_NAMES = {MQTTv50: "MQTT 5", MQTTv311: "MQTT 3.1.1"}
+OLDER_ACKS_WAIT = 10.0
+"""A resumed session's messages wait at most this long (seconds) for the QoS 1 messages of
+older connections to be acknowledged (see :meth:`MqttTransport._hold_resumed`)."""
 
 
 class MqttTransport:
@@ -143,6 +146,11 @@ class MqttTransport:
         self._redeliveries = redeliveries
         self._redelivery_topics = redelivery_topics
         self._dropped: list[Pair] = []  # acknowledgements a lost connection could not send
+        # Connections with QoS 1 messages handed on and not acknowledged yet (Ack.outstanding),
+        # and the resumed connection holding its messages back until they are.
+        self._connections: list[_Connection] = []
+        self._resuming: _Connection | None = None
+        self._resume_timer: asyncio.TimerHandle | None = None
         # The broker should hold a session for us now (on the first connection: the
         # previous run of this client id was connected within the session expiry).
         self._session_held = previous_connection is not None and (
@@ -170,6 +178,7 @@ class MqttTransport:
     async def close(self) -> None:
         """Disconnect cleanly and stop reconnecting."""
         self._closing.set()
+        self._stop_resuming()
         if self._current is not None:
             await self._current.close()
             self._current = None
@@ -196,9 +205,12 @@ class MqttTransport:
         for ack in acks:
             by_connection.setdefault(ack.connection, []).append(ack)
         for connection, group in by_connection.items():
+            connection.outstanding -= len(group)
             if not connection.send_pubacks([ack.packet_id for ack in group]):
                 self._dropped += [(a.packet_id, fingerprint(a.topic, a.payload)) for a in group]
                 del self._dropped[:-MAX_PAIRS]
+        if self._resuming is not None and not self._older_outstanding(self._resuming):
+            self._release()
 
     @property
     def unsent_acknowledgements(self) -> int:
@@ -211,6 +223,70 @@ class MqttTransport:
         connections dropped, and the writer's window (see ingest/redelivery.py)."""
         stored = list(self._redeliveries()) if self._redeliveries is not None else []
         return self._dropped + stored
+
+    def _older_outstanding(self, connection: _Connection) -> int:
+        """QoS 1 messages handed on from connections before ``connection``, not yet
+        acknowledged."""
+        return sum(c.outstanding for c in self._connections if c is not connection)
+
+    def _hold_resumed(self, connection: _Connection) -> bool:
+        """At the CONNACK of a resumed session: hold its messages back while messages of
+        older connections are still unacknowledged (waiting in the queue, say)? The broker
+        re-sends those too, and they are offered to the redelivery check only once their
+        acknowledgement went to :attr:`_dropped`. At most :data:`OLDER_ACKS_WAIT` seconds."""
+        if not self._older_outstanding(connection):
+            return False
+        self._stop_resuming()
+        self._resuming = connection
+        loop = asyncio.get_running_loop()
+        self._resume_timer = loop.call_later(OLDER_ACKS_WAIT, self._older_acks_late)
+        return True
+
+    def _older_acks_late(self) -> None:
+        self._resume_timer = None
+        connection = self._resuming
+        if connection is None:
+            return
+        log.warning(
+            "resumed the session while %d message(s) received before the reconnect are still "
+            "not stored after %.0f s; going on without waiting for them: the broker may have "
+            "re-sent them, and a copy without DUP is then stored again",
+            self._older_outstanding(connection),
+            OLDER_ACKS_WAIT,
+        )
+        # Waited for once: a message never acknowledged must not hold up every later resume.
+        self._connections = [c for c in self._connections if c is connection]
+        self._release()
+
+    def _release(self) -> None:
+        """Arm the resumed connection's redelivery check with what is unacknowledged now,
+        hand on the messages it held back, and read again (unless backpressure holds)."""
+        connection = self._resuming
+        self._stop_resuming()
+        if connection is None or connection.lost.is_set():
+            return
+        connection.release(self._unacknowledged())
+        self._dropped = []  # the filter of this connection took them
+        connection.hold(self._holding)
+
+    def _stop_resuming(self) -> None:
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
+        self._resuming = None
+
+    async def _until_released(self, connection: _Connection) -> bool:
+        """Wait while ``connection`` holds its messages back (its SUBACK could not be read
+        meanwhile); False when it was lost first."""
+        if not connection.released.is_set():
+            released = asyncio.ensure_future(connection.released.wait())
+            lost = asyncio.ensure_future(connection.lost.wait())
+            try:
+                await asyncio.wait({released, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                released.cancel()
+                lost.cancel()
+        return not connection.lost.is_set()
 
     async def open(self, version: int) -> MqttSession:
         """Make one connection attempt with ``version`` (MQTTv50 or MQTTv311), no retries.
@@ -289,12 +365,15 @@ class MqttTransport:
         if self._holding:
             connection.hold(True)
         try:
-            await self._subscribe(connection)
-            if self._on_subscribed is not None:
-                await self._on_subscribed()
+            if await self._until_released(connection):
+                await self._subscribe(connection)
+                if self._on_subscribed is not None:
+                    await self._on_subscribed()
             await connection.lost.wait()
         finally:
             self._current = None
+            if self._resuming is connection:
+                self._stop_resuming()
             await connection.close()
         lasted = time.monotonic() - started
         self._backoff.connection_ended(lasted)
@@ -327,7 +406,8 @@ class MqttTransport:
         )
         expected, self._session_held = self._session_held, persistent
         previous, self._previous_connection = self._previous_connection, None
-        self._dropped = []  # the filter of this connection took them (if it resumed)
+        if connection is not self._resuming:  # else release() offers them, with more
+            self._dropped = []  # the filter of this connection took them (if it resumed)
         if not (persistent and expected) or connection.session_present is not False:
             return
         since = (
@@ -445,13 +525,7 @@ class MqttTransport:
             PROTOCOL_NAMES[version],
             self.client_id,
         )
-        connection = _Connection(
-            self._new_client(version),
-            version,
-            self._handler,
-            self._unacknowledged,
-            self._redelivery_topics,
-        )
+        connection = self._new_connection(version)
         connect = asyncio.ensure_future(
             connection.client.connect(
                 self.endpoint.host,
@@ -479,10 +553,26 @@ class MqttTransport:
             raise TimeoutError(f"no connection within {self._connect_timeout:.0f} s")
         except BaseException:
             connect.cancel()
+            if self._resuming is connection:
+                self._stop_resuming()
             await connection.close()
             raise
         finally:
             lost.cancel()
+
+    def _new_connection(self, version: int) -> _Connection:
+        connection = _Connection(
+            self._new_client(version),
+            version,
+            self._handler,
+            self._unacknowledged,
+            self._redelivery_topics,
+            self._hold_resumed,
+        )
+        # The connections before this one are over: only those still owing PUBACKs matter.
+        self._connections = [c for c in self._connections if c.outstanding > 0]
+        self._connections.append(connection)
+        return connection
 
     @staticmethod
     def _raise_connect_error(

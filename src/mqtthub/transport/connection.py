@@ -4,7 +4,8 @@
 over WebSockets when asked); :class:`_Connection` wraps one per connection attempt: it
 reads PUBLISH packets itself, writes QoS 1 PUBACKs in batches (:class:`Ack`), holds and
 resumes reading (backpressure), keeps the CONNACK's session-present flag and arms the
-redelivery filter of a resumed session. :class:`MqttSession` is one such connection handed
+redelivery filter of a resumed session (or holds its messages back until its owner arms it:
+:meth:`_Connection.release`). :class:`MqttSession` is one such connection handed
 to short probes. The lifecycle around them (connect, fallback, reconnect) is
 :class:`mqtthub.transport.client.MqttTransport`.
 """
@@ -34,6 +35,9 @@ log = logging.getLogger("mqtthub.mqtt")
 #: The (packet id, fingerprint) pairs of QoS 1 messages stored whose PUBACK may not have
 #: reached the broker (the writer's window; see ingest/redelivery.py).
 RedeliverySource = Callable[[], Sequence[Pair]]
+#: Asked when a connection resumes a session: True holds its messages back (the owner
+#: calls :meth:`_Connection.release` later), False arms the redelivery filter at once.
+ResumeGate = Callable[["_Connection"], bool]
 #: A PUBACK with reason code 0 and no properties: the same 4 bytes in MQTT 3.1.1 and 5.
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_TYPE = 0x40
@@ -114,6 +118,7 @@ class _Connection:
         on_publish: MessageHandler | None = None,
         redeliveries: RedeliverySource | None = None,
         recorded: Callable[[str], bool] | None = None,
+        hold_resumed: ResumeGate | None = None,
     ) -> None:
         self.client = client
         self.version = version
@@ -131,6 +136,15 @@ class _Connection:
         self._redeliveries = redeliveries
         self._recorded = recorded  # topics whose messages the redeliveries can hold
         self.redelivery_filter: RedeliveryFilter | None = None
+        self._hold_resumed = hold_resumed
+        #: QoS 1 messages handed on whose Ack has not come back yet (MqttTransport.acknowledge).
+        self.outstanding = 0
+        # PUBLISH packets of a resumed session held back until release() (None: not held).
+        self._waiting: list[tuple[int, bytes]] | None = None
+        self._replay: Callable[[int, bytes], None] | None = None
+        #: Set unless this connection's messages are held back (see release()).
+        self.released = asyncio.Event()
+        self.released.set()
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         handler = client._package_handler
@@ -145,8 +159,13 @@ class _Connection:
                 if self.session_present and self._redeliveries is not None:
                     # Before gmqtt sees the CONNACK: the resumed session's redeliveries
                     # may follow in the same read.
-                    armed = RedeliveryFilter(self._redeliveries())
-                    self.redelivery_filter = armed if armed.active else None
+                    gate = self._hold_resumed
+                    if gate is not None and self._replay is not None and gate(self):
+                        self._waiting = []
+                        self.released.clear()
+                        self.hold(self._held)
+                    else:
+                        self._arm(self._redeliveries())
             handle_connack(cmd, packet)
 
         handler._handle_connack_packet = capture_connack
@@ -170,6 +189,9 @@ class _Connection:
         has_properties = self.version == MQTTv50
 
         def handle_publish(header: int, packet: bytes) -> None:
+            if self._waiting is not None:  # held back until release()
+                self._waiting.append((header, packet))
+                return
             qos = (header >> 1) & 0x03
             end = 2 + int.from_bytes(packet[:2], "big")
             topic = packet[2:end]
@@ -194,16 +216,33 @@ class _Connection:
             payload = packet[end:]
             if self.redelivery_filter is not None and self._redelivered(text, payload, packet_id):
                 return
-            on_publish(
-                text,
-                payload,
-                qos,
-                bool(header & 0x01),
-                bool(header & 0x08),
-                None if packet_id is None else Ack(self, packet_id, text, payload),
-            )
+            ack = None
+            if packet_id is not None:
+                self.outstanding += 1
+                ack = Ack(self, packet_id, text, payload)
+            on_publish(text, payload, qos, bool(header & 0x01), bool(header & 0x08), ack)
 
         handler._handle_publish_packet = handle_publish
+        self._replay = handle_publish
+
+    def _arm(self, pairs: Sequence[Pair]) -> None:
+        armed = RedeliveryFilter(pairs)
+        self.redelivery_filter = armed if armed.active else None
+
+    def release(self, pairs: Sequence[Pair]) -> None:
+        """End holding back a resumed session's messages: arm the redelivery filter with
+        ``pairs`` and hand on the messages read meanwhile, in order. Reading stays paused
+        until :meth:`hold` (False) says otherwise."""
+        waiting, self._waiting = self._waiting, None
+        self.released.set()
+        if waiting is None:
+            return
+        self._arm(pairs)
+        assert self._replay is not None
+        for header, packet in waiting:
+            if self.lost.is_set():
+                break  # the broker re-sends the rest on the next session
+            self._replay(header, packet)
 
     def _redelivered(self, topic: str, payload: bytes, packet_id: int | None) -> bool:
         """Is this one of the first messages of a resumed session, re-sending a message
@@ -234,7 +273,10 @@ class _Connection:
         gmqtt reads through an asyncio StreamReader that pauses and resumes the socket for
         its own buffer; while held, its resumes are ignored, so only :meth:`hold` (False)
         starts reading again, and gmqtt's keepalive watchdog does not count the silence.
+        While a resumed session's messages are held back (:meth:`release`), nothing is read
+        whatever ``held`` says.
         """
+        self._held = held
         connection: Any = getattr(self.client, "_connection", None)
         transport = getattr(connection, "_transport", None)
         if transport is None or transport.is_closing():
@@ -245,24 +287,28 @@ class _Connection:
             keep_connection = connection._keep_connection
 
             def guarded_resume() -> None:
-                if not self._held:
+                if not self._paused:
                     resume()
 
             def keep_connection_while_held() -> None:
                 # Nothing is read while held, PINGRESP included: that is our choice, not a
                 # dead broker, so gmqtt's watchdog must not close the connection for it.
-                if self._held:
+                if self._paused:
                     connection._last_data_in = time.monotonic()
                 keep_connection()
 
             transport.resume_reading = guarded_resume
             connection._keep_connection = keep_connection_while_held
-        self._held = held
         with contextlib.suppress(RuntimeError):
-            if held:
+            if self._paused:
                 transport.pause_reading()
             else:
                 transport.resume_reading()
+
+    @property
+    def _paused(self) -> bool:
+        """Not reading: held (backpressure) or holding a resumed session's messages back."""
+        return self._held or self._waiting is not None
 
     def send_pubacks(self, packet_ids: Sequence[int]) -> bool:
         """Acknowledge QoS 1 messages of this connection, in one write; False when the
