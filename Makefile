@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[test,bench,desktop]"
+	$(PIP) install --quiet -e ".[test,bench]"
 	touch $(STAMP)
 
 run: $(STAMP)
