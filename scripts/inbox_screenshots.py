@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -37,10 +38,10 @@ TASKS = (
 )
 
 
-def wait(app: QApplication, condition: object, timeout: float = 30.0) -> None:
+def wait(app: QApplication, condition: Callable[[], object], timeout: float = 30.0) -> None:
     """Run Qt's loop until ``condition()`` holds."""
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited {timeout} s for {condition}")
         app.processEvents()
@@ -73,8 +74,9 @@ def main() -> None:
                     recipient=RECIPIENT,
                     state_dir=work / "state",
                 )
-                assert window.link is not None
-                wait(app, lambda: window.link is not None and window.link.state()[0].connected)
+                link = window.link
+                assert link is not None
+                wait(app, lambda: link.state()[0].connected)
                 ids = []
                 for title, body in TASKS:
                     response = serve.http.post(

@@ -97,7 +97,7 @@ class TaskListener:
         state_dir = state_dir or Path.home() / ".mqtthub"
         self._seen_path = state_dir / f"seen-tasks-{recipient}.txt"
         self._seen = set() if keeps_tasks else self._load_seen()
-        status = f"{self._prefix}/status/{recipient}"
+        self._status_topic = f"{self._prefix}/status/{recipient}"
         topics = [f"{self._prefix}/tasks/{recipient}/+"]
         if on_receipt is not None:
             topics.append(f"{self._prefix}/tasks/{recipient}/+/ack")
@@ -111,7 +111,7 @@ class TaskListener:
             backoff=Backoff(stable_after=settings.keepalive),
             on_event=on_event,
             mqtt_version=settings.mqtt_version,
-            will=(status, b"offline"),
+            will=(self._status_topic, b"offline"),
             on_subscribed=self._announce,
         )
 
@@ -126,7 +126,7 @@ class TaskListener:
 
     async def close(self) -> None:
         """Say ``offline`` and disconnect."""
-        self.transport.publish(f"{self._prefix}/status/{self.recipient}", b"offline")
+        self.transport.publish(self._status_topic, b"offline")
         await self.transport.close()
 
     def receipt(self, task_id: str, state: str) -> bool:
@@ -136,7 +136,7 @@ class TaskListener:
         return self.transport.publish(topic, json.dumps({"state": state}).encode())
 
     async def _announce(self) -> None:
-        self.transport.publish(f"{self._prefix}/status/{self.recipient}", b"online")
+        self.transport.publish(self._status_topic, b"online")
         if self._on_online is not None:
             self._on_online()
 

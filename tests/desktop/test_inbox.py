@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,90 +79,98 @@ def status(window: InboxWindow) -> str:
     return window.status_label.text()
 
 
+@pytest.fixture
+def serve(mosquitto: MosquittoBroker, tmp_path: Path) -> Iterator[ServeProcess]:
+    """`mqtthub serve` on the test's Mosquitto."""
+    with serve_for(mosquitto.port, tmp_path / "serve") as process:
+        yield process
+
+
+@pytest.fixture
+def window(
+    serve: ServeProcess, mosquitto: MosquittoBroker, qtbot: QtBot, open_window: OpenInbox
+) -> InboxWindow:
+    """An inbox window on the test's Mosquitto, connected, with serve running."""
+    window = open_window(mosquitto.port)
+    wait_connected(qtbot, window)
+    return window
+
+
 def test_a_task_appears_within_a_second_highlighted_and_announced_once(
-    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+    mosquitto: MosquittoBroker, serve: ServeProcess, qtbot: QtBot, window: InboxWindow
 ) -> None:
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        window = open_window(mosquitto.port)
-        wait_connected(qtbot, window)
-        assert status(window).startswith(f"Connected to mqtt://127.0.0.1:{mosquitto.port} since")
-        posted = time.monotonic()
-        task = post_task(serve, "<b>Inspect</b> pump 3", "Valve <img src=x> leaks\nsince 6:00")
-        wait_shown(qtbot, task["id"], window)
-        shown_after = time.monotonic() - posted
-        assert shown_after < 1.0, f"shown after {shown_after:.2f} s"
-        # Shown as written, never as markup; new tasks are highlighted and counted.
-        assert cell(window, task["id"], "Title") == "<b>Inspect</b> pump 3"
-        assert cell(window, task["id"], "Text") == "Valve <img src=x> leaks since 6:00"
-        assert cell(window, task["id"], "State") == "new"
-        row = window.row_of(task["id"])
-        assert row is not None
-        item = window.table.item(row, 1)
-        assert item is not None
-        assert item.font().bold()
-        assert window.windowTitle() == f"mqtthub inbox — {RECIPIENT} (1 new)"
-        assert window.announced == [task["id"]]
-        window.table.selectRow(row)
-        assert (
-            window.detail.toPlainText()
-            == "<b>Inspect</b> pump 3\n\nValve <img src=x> leaks\nsince 6:00"
-        )
-        wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
+    assert status(window).startswith(f"Connected to mqtt://127.0.0.1:{mosquitto.port} since")
+    posted = time.monotonic()
+    task = post_task(serve, "<b>Inspect</b> pump 3", "Valve <img src=x> leaks\nsince 6:00")
+    wait_shown(qtbot, task["id"], window)
+    shown_after = time.monotonic() - posted
+    assert shown_after < 1.0, f"shown after {shown_after:.2f} s"
+    # Shown as written, never as markup; new tasks are highlighted and counted.
+    assert cell(window, task["id"], "Title") == "<b>Inspect</b> pump 3"
+    assert cell(window, task["id"], "Text") == "Valve <img src=x> leaks since 6:00"
+    assert cell(window, task["id"], "State") == "new"
+    row = window.row_of(task["id"])
+    assert row is not None
+    item = window.table.item(row, 1)
+    assert item is not None
+    assert item.font().bold()
+    assert window.windowTitle() == f"mqtthub inbox — {RECIPIENT} (1 new)"
+    assert window.announced == [task["id"]]
+    window.table.selectRow(row)
+    assert (
+        window.detail.toPlainText()
+        == "<b>Inspect</b> pump 3\n\nValve <img src=x> leaks\nsince 6:00"
+    )
+    wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
 
 
 def test_seen_and_done_buttons_move_the_task_on_the_server(
-    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+    serve: ServeProcess, qtbot: QtBot, window: InboxWindow
 ) -> None:
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        window = open_window(mosquitto.port)
-        wait_connected(qtbot, window)
-        task = post_task(serve, "Replace filter")
-        wait_shown(qtbot, task["id"], window)
+    task = post_task(serve, "Replace filter")
+    wait_shown(qtbot, task["id"], window)
 
-        seen = window.button(task["id"], "Seen")
-        assert seen is not None
-        qtbot.mouseClick(seen, Qt.MouseButton.LeftButton)
-        assert cell(window, task["id"], "State") == "seen"
-        assert window.windowTitle() == f"mqtthub inbox — {RECIPIENT}"
-        wait_until(lambda: api_state(serve, task["id"]) == "seen", what="seen on the server")
-        seen = window.button(task["id"], "Seen")
-        assert seen is not None
-        assert not seen.isEnabled()
+    seen = window.button(task["id"], "Seen")
+    assert seen is not None
+    qtbot.mouseClick(seen, Qt.MouseButton.LeftButton)
+    assert cell(window, task["id"], "State") == "seen"
+    assert window.windowTitle() == f"mqtthub inbox — {RECIPIENT}"
+    wait_until(lambda: api_state(serve, task["id"]) == "seen", what="seen on the server")
+    seen = window.button(task["id"], "Seen")
+    assert seen is not None
+    assert not seen.isEnabled()
 
-        done = window.button(task["id"], "Done")
-        assert done is not None
-        qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
-        assert cell(window, task["id"], "State") == "done"
-        wait_until(lambda: api_state(serve, task["id"]) == "done", what="done on the server")
-        done = window.button(task["id"], "Done")
-        assert done is not None
-        assert not done.isEnabled()
+    done = window.button(task["id"], "Done")
+    assert done is not None
+    qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
+    assert cell(window, task["id"], "State") == "done"
+    wait_until(lambda: api_state(serve, task["id"]) == "done", what="done on the server")
+    done = window.button(task["id"], "Done")
+    assert done is not None
+    assert not done.isEnabled()
 
 
 def test_broker_stopped_shows_the_reason_and_the_link_comes_back_by_itself(
-    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+    mosquitto: MosquittoBroker, serve: ServeProcess, qtbot: QtBot, window: InboxWindow
 ) -> None:
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        window = open_window(mosquitto.port)
-        wait_connected(qtbot, window)
-        mosquitto.stop()
-        qtbot.waitUntil(lambda: "next attempt in" in status(window), timeout=BROKER_S)
-        text = status(window)
-        assert text.startswith("Disconnected: "), text
-        assert (
-            "connection to the broker was lost" in text
-            or "the broker is shutting down" in text
-            or f"nothing listens at mqtt://127.0.0.1:{mosquitto.port}" in text
-        ), text
-        assert window.status_label.styleSheet() == "color: #b71c1c"
+    mosquitto.stop()
+    qtbot.waitUntil(lambda: "next attempt in" in status(window), timeout=BROKER_S)
+    text = status(window)
+    assert text.startswith("Disconnected: "), text
+    assert (
+        "connection to the broker was lost" in text
+        or "the broker is shutting down" in text
+        or f"nothing listens at mqtt://127.0.0.1:{mosquitto.port}" in text
+    ), text
+    assert window.status_label.styleSheet() == "color: #b71c1c"
 
-        mosquitto.start()
-        wait_connected(qtbot, window)
-        assert status(window).startswith("Connected to ")
-        # Subscribed again: a new task arrives (serve reconnects on its own backoff).
-        wait_until(lambda: serve.get("/healthz").status_code == 200, timeout=30, what="serve")
-        task = post_task(serve, "After the restart")
-        wait_shown(qtbot, task["id"], window, timeout=BROKER_S)
+    mosquitto.start()
+    wait_connected(qtbot, window)
+    assert status(window).startswith("Connected to ")
+    # Subscribed again: a new task arrives (serve reconnects on its own backoff).
+    wait_until(lambda: serve.get("/healthz").status_code == 200, timeout=30, what="serve")
+    task = post_task(serve, "After the restart")
+    wait_shown(qtbot, task["id"], window, timeout=BROKER_S)
 
 
 def test_done_clicked_while_the_broker_is_down_reaches_the_server_once_it_is_back(
@@ -191,33 +200,31 @@ def test_done_clicked_while_the_broker_is_down_reaches_the_server_once_it_is_bac
 
 def test_a_task_the_window_could_not_keep_is_sent_again(
     mosquitto: MosquittoBroker,
-    tmp_path: Path,
+    serve: ServeProcess,
     qtbot: QtBot,
+    window: InboxWindow,
     open_window: OpenInbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`delivered` goes out only once the task is in the window's file: a task that could
     not be kept (the file locked, the app killed) stays queued and comes again."""
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        window = open_window(mosquitto.port)
-        wait_connected(qtbot, window)
 
-        def locked(_store: InboxStore, _task: object) -> bool:
-            raise sqlite3.OperationalError("database is locked")
+    def locked(_store: InboxStore, _task: object) -> bool:
+        raise sqlite3.OperationalError("database is locked")
 
-        monkeypatch.setattr(InboxStore, "add", locked)
-        with qtbot.captureExceptions() as exceptions:
-            task = post_task(serve, "Kept on the second try")
-            qtbot.waitUntil(lambda: bool(exceptions), timeout=5_000)
-        assert window.row_of(task["id"]) is None
-        assert api_state(serve, task["id"]) == "queued"
-        monkeypatch.undo()
-        close_inbox(window)
+    monkeypatch.setattr(InboxStore, "add", locked)
+    with qtbot.captureExceptions() as exceptions:
+        task = post_task(serve, "Kept on the second try")
+        qtbot.waitUntil(lambda: bool(exceptions), timeout=5_000)
+    assert window.row_of(task["id"]) is None
+    assert api_state(serve, task["id"]) == "queued"
+    monkeypatch.undo()
+    close_inbox(window)
 
-        again = open_window(mosquitto.port)  # the server re-sends queued tasks on `online`
-        wait_shown(qtbot, task["id"], again, timeout=BROKER_S)
-        wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
-        assert again.announced == [task["id"]]
+    again = open_window(mosquitto.port)  # the server re-sends queued tasks on `online`
+    wait_shown(qtbot, task["id"], again, timeout=BROKER_S)
+    wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
+    assert again.announced == [task["id"]]
 
 
 def test_client_id_taken_over_is_said_in_words(
@@ -257,80 +264,78 @@ def test_a_wrong_password_and_an_untrusted_certificate_are_said_in_words(
 
 
 def test_a_task_posted_while_the_app_was_closed_appears_once(
-    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+    mosquitto: MosquittoBroker, serve: ServeProcess, qtbot: QtBot, open_window: OpenInbox
 ) -> None:
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        task = post_task(serve, "Missed while away")
-        first = open_window(mosquitto.port)
-        wait_shown(qtbot, task["id"], first, timeout=BROKER_S)
-        wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
-        assert first.announced == [task["id"]]
-        close_inbox(first)
+    task = post_task(serve, "Missed while away")
+    first = open_window(mosquitto.port)
+    wait_shown(qtbot, task["id"], first, timeout=BROKER_S)
+    wait_until(lambda: api_state(serve, task["id"]) == "delivered", what="delivered")
+    assert first.announced == [task["id"]]
+    close_inbox(first)
 
-        again = open_window(mosquitto.port)  # the same computer, started again
-        wait_connected(qtbot, again)
-        later = post_task(serve, "After the restart")
-        wait_shown(qtbot, later["id"], again)
-        assert again.table.rowCount() == 2
-        assert cell(again, task["id"], "Title") == "Missed while away"
-        assert again.announced == [later["id"]]  # the old one is not announced twice
+    again = open_window(mosquitto.port)  # the same computer, started again
+    wait_connected(qtbot, again)
+    later = post_task(serve, "After the restart")
+    wait_shown(qtbot, later["id"], again)
+    assert again.table.rowCount() == 2
+    assert cell(again, task["id"], "Title") == "Missed while away"
+    assert again.announced == [later["id"]]  # the old one is not announced twice
 
 
 def test_two_copies_both_show_the_task_follow_each_other_and_never_kick_each_other(
-    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+    mosquitto: MosquittoBroker,
+    serve: ServeProcess,
+    tmp_path: Path,
+    qtbot: QtBot,
+    open_window: OpenInbox,
 ) -> None:
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        desk = open_window(mosquitto.port, state_dir=tmp_path / "desk")
-        laptop = open_window(mosquitto.port, state_dir=tmp_path / "laptop")
-        wait_connected(qtbot, desk, laptop)
-        assert desk.link is not None
-        assert laptop.link is not None
-        assert desk.link.client_id != laptop.link.client_id
-        task = post_task(serve, "For both copies")
-        wait_shown(qtbot, task["id"], desk, laptop)
-        for window in (desk, laptop):
-            assert window.announced == [task["id"]]
+    desk = open_window(mosquitto.port, state_dir=tmp_path / "desk")
+    laptop = open_window(mosquitto.port, state_dir=tmp_path / "laptop")
+    wait_connected(qtbot, desk, laptop)
+    assert desk.link is not None
+    assert laptop.link is not None
+    assert desk.link.client_id != laptop.link.client_id
+    task = post_task(serve, "For both copies")
+    wait_shown(qtbot, task["id"], desk, laptop)
+    for window in (desk, laptop):
+        assert window.announced == [task["id"]]
 
-        done = desk.button(task["id"], "Done")
-        assert done is not None
-        qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: cell(laptop, task["id"], "State") == "done", timeout=5_000)
-        wait_until(lambda: api_state(serve, task["id"]) == "done", what="done on the server")
-        for window in (desk, laptop):
-            assert [e.event for e in window.history.events] == [LinkEvent.CONNECTED]
+    done = desk.button(task["id"], "Done")
+    assert done is not None
+    qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: cell(laptop, task["id"], "State") == "done", timeout=5_000)
+    wait_until(lambda: api_state(serve, task["id"]) == "done", what="done on the server")
+    for window in (desk, laptop):
+        assert [e.event for e in window.history.events] == [LinkEvent.CONNECTED]
 
 
 def test_two_copies_on_one_computer_announce_a_task_once_and_follow_each_other(
-    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+    mosquitto: MosquittoBroker, serve: ServeProcess, qtbot: QtBot, open_window: OpenInbox
 ) -> None:
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        one = open_window(mosquitto.port)
-        two = open_window(mosquitto.port)
-        wait_connected(qtbot, one, two)
-        task = post_task(serve, "Shared desk")
-        wait_shown(qtbot, task["id"], one, two)
-        assert sorted(one.announced + two.announced) == [task["id"]]
-        done = one.button(task["id"], "Done")
-        assert done is not None
-        qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: cell(two, task["id"], "State") == "done", timeout=5_000)
+    one = open_window(mosquitto.port)
+    two = open_window(mosquitto.port)
+    wait_connected(qtbot, one, two)
+    task = post_task(serve, "Shared desk")
+    wait_shown(qtbot, task["id"], one, two)
+    assert sorted(one.announced + two.announced) == [task["id"]]
+    done = one.button(task["id"], "Done")
+    assert done is not None
+    qtbot.mouseClick(done, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: cell(two, task["id"], "State") == "done", timeout=5_000)
 
 
 def test_closed_to_the_tray_it_keeps_receiving(
-    mosquitto: MosquittoBroker, tmp_path: Path, qtbot: QtBot, open_window: OpenInbox
+    serve: ServeProcess, qtbot: QtBot, window: InboxWindow
 ) -> None:
-    with serve_for(mosquitto.port, tmp_path / "serve") as serve:
-        window = open_window(mosquitto.port)
-        wait_connected(qtbot, window)
-        window.close_to_tray = True  # as where the platform has a tray (offscreen has none)
-        window.close()
-        assert not window.isVisible()
-        task = post_task(serve, "While hidden")
-        wait_shown(qtbot, task["id"], window)
-        assert window.announced == [task["id"]]
-        assert connected(window)
-        window.bring_back()
-        assert window.isVisible()
+    window.close_to_tray = True  # as where the platform has a tray (offscreen has none)
+    window.close()
+    assert not window.isVisible()
+    task = post_task(serve, "While hidden")
+    wait_shown(qtbot, task["id"], window)
+    assert window.announced == [task["id"]]
+    assert connected(window)
+    window.bring_back()
+    assert window.isVisible()
 
 
 def test_check_connection_shows_the_doctors_report_in_the_window(

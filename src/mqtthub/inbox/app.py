@@ -49,9 +49,7 @@ def open_inbox(
         recipient=recipient,
         check_connection=lambda: check_connection(flags, recipient),
     )
-    link = Link(
-        settings=settings, recipient=recipient, state_dir=state_dir, **window.link_callbacks()
-    )
+    link = Link(settings=settings, recipient=recipient, **window.link_callbacks())
     window.attach(link)
     window.show()
     link.start()

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from mqtthub.client import TaskListener
@@ -35,7 +34,6 @@ class Link:
         *,
         settings: Settings,
         recipient: str,
-        state_dir: Path,
         on_task: Callable[[dict[str, Any]], None],
         on_receipt: Callable[[str, str], None],
         on_event: Callable[[ConnectionEvent], None],
@@ -56,7 +54,6 @@ class Link:
             on_task=on_task,
             on_event=on_event,
             on_receipt=on_receipt,
-            state_dir=state_dir,
             app_name="inbox",
             on_online=on_online,
             keeps_tasks=True,

@@ -54,6 +54,11 @@ NEW_BACKGROUND = QColor("#fff3c4")
 STATUS_REFRESH_MS = 250
 
 
+def _colour(ok: bool) -> str:
+    """The style sheet of a line that says all is well (green) or not (red)."""
+    return "color: #1b5e20" if ok else "color: #b71c1c"
+
+
 class LinkSignals(QObject):
     """The link's callbacks as Qt signals (emitted on the link's thread, handled on Qt's)."""
 
@@ -94,7 +99,6 @@ class InboxWindow(QMainWindow):
         #: The link's connection events and what they show (set by :meth:`attach`).
         self.history = ConnectionHistory("")
         self._quitting = False
-        self._shown: list[str] = []  # task ids in table order
         self._shown_states: dict[str, TaskState] = {}  # the state each row shows
         #: Task ids this window announced (a tray message, or an alert where none).
         self.announced: list[str] = []
@@ -223,8 +227,7 @@ class InboxWindow(QMainWindow):
             taken_over=diagnosis is not None and diagnosis.reason.endswith("client_id_conflict"),
         )
         self.status_label.setText(status.text)
-        colour = "#1b5e20" if status.connected else "#b71c1c"
-        self.status_label.setStyleSheet(f"color: {colour}")
+        self.status_label.setStyleSheet(_colour(status.connected))
         if self.tray is not None:
             self.tray.setToolTip(f"mqtthub inbox\n{status.text}")
 
@@ -292,25 +295,16 @@ class InboxWindow(QMainWindow):
     def refresh_tasks(self) -> None:
         """Show the stored tasks, newest first; new ones highlighted."""
         tasks = self.store.tasks()
-        ids = [task.task_id for task in tasks]
-        if ids != self._shown:
-            self._add_rows(ids)
         for row, task in enumerate(tasks):
-            if self._shown_states.get(task.task_id) is not task.state:  # new or moved on
+            shown = self._shown_states.get(task.task_id)
+            if shown is None:  # tasks never go away: rows shown keep their order
+                self.table.insertRow(row)
+                self.table.setCellWidget(row, ACTIONS, self._actions(task.task_id))
+            if shown is not task.state:  # new or moved on
                 self._fill_row(row, task)
                 self._shown_states[task.task_id] = task.state
         new = sum(task.state is TaskState.NEW for task in tasks)
         self.setWindowTitle(f"{self._title} ({new} new)" if new else self._title)
-
-    def _add_rows(self, ids: list[str]) -> None:
-        """Insert a row (and its buttons) for each task not shown yet; tasks never go away,
-        so the rows shown keep their order and only new ones are built."""
-        shown = set(self._shown)
-        for row, task_id in enumerate(ids):
-            if task_id not in shown:
-                self.table.insertRow(row)
-                self.table.setCellWidget(row, ACTIONS, self._actions(task_id))
-        self._shown = ids
 
     def _fill_row(self, row: int, task: InboxTask) -> None:
         arrived = datetime.fromtimestamp(task.arrived_at).strftime("%Y-%m-%d %H:%M")
@@ -324,7 +318,8 @@ class InboxWindow(QMainWindow):
                 font.setBold(True)
                 item.setFont(font)
             self.table.setItem(row, column, item)
-        seen, done = self.button(task.task_id, "Seen"), self.button(task.task_id, "Done")
+        seen = self._button_in(row, task.task_id, "Seen")
+        done = self._button_in(row, task.task_id, "Done")
         if seen is not None and done is not None:
             seen.setEnabled(task.state is TaskState.NEW)
             done.setEnabled(task.state is not TaskState.DONE)
@@ -351,10 +346,11 @@ class InboxWindow(QMainWindow):
     def button(self, task_id: str, label: str) -> QPushButton | None:
         """The ``Seen`` or ``Done`` button of a task's row."""
         row = self.row_of(task_id)
-        cell = None if row is None else self.table.cellWidget(row, ACTIONS)
-        if cell is None:
-            return None
-        return cell.findChild(QPushButton, f"{label.lower()}:{task_id}")
+        return None if row is None else self._button_in(row, task_id, label)
+
+    def _button_in(self, row: int, task_id: str, label: str) -> QPushButton | None:
+        cell = self.table.cellWidget(row, ACTIONS)
+        return None if cell is None else cell.findChild(QPushButton, f"{label.lower()}:{task_id}")
 
     def selected_task_id(self) -> str | None:
         """The task of the selected row, if any."""
@@ -388,8 +384,7 @@ class InboxWindow(QMainWindow):
 
     def _show_check(self, report: str, ok: bool) -> None:
         self.check_output.setPlainText(report)
-        colour = "#1b5e20" if ok else "#b71c1c"
-        self.check_output.setStyleSheet(f"color: {colour}")
+        self.check_output.setStyleSheet(_colour(ok))
         self.check_button.setText("Check connection")
         self.check_button.setEnabled(True)
 
