@@ -1,4 +1,4 @@
-"""Run ``mqtthub doctor`` in-process from a test."""
+"""Run ``mqtthub doctor`` from a test, and build the evidence its rules read."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import subprocess
 import sys
 from typing import Any
 
+from mqtthub.doctor.mqtt_rules import DeliveryEvidence
 from mqtthub.doctor.run import DoctorOptions, run_doctor
 
-__all__ = ["doctor_checks", "doctor_cli"]
+__all__ = ["PROBE_TOPIC", "delivery", "doctor_checks", "doctor_cli"]
+
+#: Where serve's delivery probe is published (topic prefix ``devices``).
+PROBE_TOPIC = "devices/mqtthub-doctor/heartbeat"
 
 
 def doctor_checks(
@@ -31,4 +35,27 @@ def doctor_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+def delivery(
+    *,
+    granted: dict[str, int] | None = None,
+    publish_code: int | None = 0,
+    delivered: bool = True,
+    protocol: str = "MQTT 5",
+    username: str | None = "hub",
+    probe_topic: str = PROBE_TOPIC,
+    recipient: str | None = None,
+) -> DeliveryEvidence:
+    """Delivery evidence as the probe records it: by default serve's filter granted and
+    the probe delivered on MQTT 5, for user ``hub``."""
+    return DeliveryEvidence(
+        {"devices/+/+": 1} if granted is None else granted,
+        probe_topic,
+        publish_code,
+        delivered,
+        protocol,
+        username,
+        recipient=recipient,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,8 @@ from mqtthub.doctor.run import load_config
 from mqtthub.downlink.topics import Route, route
 from mqtthub.inbox.tasks import state_of_receipt
 from mqtthub.profiles import topic_matches
+from support.doctor import delivery
 
-V5 = "MQTT 5"
 V311 = "MQTT 3.1.1"
 RECIPIENT = "61016968"
 TASKS = f"mqtt_app/tasks/{RECIPIENT}/+"
@@ -32,23 +33,15 @@ PROBE = f"mqtt_app/tasks/{RECIPIENT}/mqtthub-doctor-0123456789abcdef/ack"
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
-def app_delivery(
-    *,
-    granted: dict[str, int] | None = None,
-    publish_code: int | None = 0,
-    delivered: bool = True,
-    protocol: str = V5,
-    username: str | None = "app",
-) -> DeliveryEvidence:
-    return DeliveryEvidence(
-        {TASKS: 1, RECEIPTS: 1} if granted is None else granted,
-        PROBE,
-        publish_code,
-        delivered,
-        protocol,
-        username,
-        recipient=RECIPIENT,
-    )
+#: What the probe records for an app whose ACL is right: both filters granted, the
+#: receipt delivered.
+APP_DELIVERY = delivery(
+    granted={TASKS: 1, RECEIPTS: 1}, probe_topic=PROBE, username="app", recipient=RECIPIENT
+)
+
+
+def app_delivery(**changes: Any) -> DeliveryEvidence:
+    return replace(APP_DELIVERY, **changes)
 
 
 # --- the probe ------------------------------------------------------------------------
@@ -142,9 +135,7 @@ def test_app_mode_without_a_suback_names_the_task_topics() -> None:
 
 def test_serve_mode_still_names_the_device_topics() -> None:
     """Without a recipient the texts are serve's, as before."""
-    evidence = DeliveryEvidence(
-        {"devices/+/+": 1}, "devices/mqtthub-doctor/heartbeat", 0, False, V5, "hub"
-    )
+    evidence = delivery(delivered=False)
     assert evidence.subject == "the device topics"
     check = check_subscribe(evidence)
     assert check.fix == (
@@ -183,9 +174,7 @@ def test_app_mode_refused_receipt_fix_for_anonymous_clients() -> None:
 
 
 def test_serve_mode_refused_publish_stays_a_warning() -> None:
-    evidence = DeliveryEvidence(
-        {"devices/+/+": 1}, "devices/mqtthub-doctor/heartbeat", 0x87, False, V5, "hub"
-    )
+    evidence = delivery(publish_code=0x87, delivered=False)
     publish = check_publish(evidence)
     assert (publish.status, publish.cause) == (Outcome.WARN, Cause.ACL_DENIED_PUBLISH)
     assert "allow hub to write the device topics" in (publish.fix or "")

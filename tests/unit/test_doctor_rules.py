@@ -24,7 +24,6 @@ from mqtthub.doctor.checks import Cause, Check, Outcome, evidence_dict, passed
 from mqtthub.doctor.mqtt_rules import (
     Attempt,
     ConnectEvidence,
-    DeliveryEvidence,
     StabilityEvidence,
     check_connect,
     check_publish,
@@ -58,10 +57,10 @@ from mqtthub.doctor.websocket_rules import (
     websocket_tls,
 )
 from mqtthub.errors import ConfigError
+from support.doctor import PROBE_TOPIC, delivery
 
 V5 = "MQTT 5"
 V311 = "MQTT 3.1.1"
-PROBE_TOPIC = "devices/mqtthub-doctor/heartbeat"
 API = "http://127.0.0.1:8000"
 CERT = CertInfo(
     subject="CN=broker.example",
@@ -106,25 +105,6 @@ def tls(
 
 def connect(*attempts: Attempt, username: str | None = "hub", **fields: Any) -> ConnectEvidence:
     return ConnectEvidence(tuple(attempts), username, "mqtthub-doctor-1a2b3c4d", **fields)
-
-
-def delivery(
-    *,
-    granted: dict[str, int] | None = None,
-    publish_code: int | None = 0,
-    delivered: bool = True,
-    protocol: str = V5,
-    username: str | None = "hub",
-    probe_topic: str = PROBE_TOPIC,
-) -> DeliveryEvidence:
-    return DeliveryEvidence(
-        {"devices/+/+": 1} if granted is None else granted,
-        probe_topic,
-        publish_code,
-        delivered,
-        protocol,
-        username,
-    )
 
 
 def drop(reason: str, code: int | None, lasted: float) -> dict[str, Any]:

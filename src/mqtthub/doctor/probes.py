@@ -220,20 +220,10 @@ class Probe:
             self.settings.mqtt_version, (MQTTv50, MQTTv311)
         )
         for version in versions:
-            protocol = PROTOCOL_NAMES[version]
-            try:
-                self.session = await self.transport.open(version)
-            except ConnectRefusedError as refused:
-                attempts.append(Attempt(protocol, refused.reason, refused.code))
-                if refused.reason != "unsupported_protocol":
-                    break
-                continue
-            except (BrokerError, OSError, TimeoutError) as exc:
-                reason = "timeout" if isinstance(exc, TimeoutError) else "closed_before_connack"
-                attempts.append(Attempt(protocol, reason))
-                continue
-            attempts.append(Attempt(protocol, "connected"))
-            break
+            attempt, self.session, refused = await self._open(version)
+            attempts.append(attempt)
+            if self.session is not None or (refused and attempt.reason != "unsupported_protocol"):
+                break
         endpoint = self.settings.broker
         forced = PROTOCOL_NAMES[versions[0]] if len(versions) == 1 else None
         unforced = None
@@ -249,26 +239,32 @@ class Probe:
             unforced=unforced,
         )
 
-    async def _try_unforced(self, version: int) -> Attempt:
-        """One CONNECT with the version MQTTHUB_MQTT_VERSION does not allow, closed at
-        once: only to tell "the broker speaks the other version" from other causes."""
+    async def _open(self, version: int) -> tuple[Attempt, MqttSession | None, bool]:
+        """One CONNECT: (the attempt, the session when connected, whether the CONNACK
+        refused it)."""
         protocol = PROTOCOL_NAMES[version]
         try:
             session = await self.transport.open(version)
         except ConnectRefusedError as refused:
-            return Attempt(protocol, refused.reason, refused.code)
+            return Attempt(protocol, refused.reason, refused.code), None, True
         except (BrokerError, OSError, TimeoutError) as exc:
-            return Attempt(
-                protocol, "timeout" if isinstance(exc, TimeoutError) else "closed_before_connack"
-            )
-        await session.close()
-        return Attempt(protocol, "connected")
+            reason = "timeout" if isinstance(exc, TimeoutError) else "closed_before_connack"
+            return Attempt(protocol, reason), None, False
+        return Attempt(protocol, "connected"), session, False
 
-    async def delivery(self, recipient: str | None = None) -> tuple[DeliveryEvidence, str | None]:
+    async def _try_unforced(self, version: int) -> Attempt:
+        """One CONNECT with the version MQTTHUB_MQTT_VERSION does not allow, closed at
+        once: only to tell "the broker speaks the other version" from other causes."""
+        attempt, session, _refused = await self._open(version)
+        if session is not None:
+            await session.close()
+        return attempt
+
+    async def delivery(self, recipient: str | None = None) -> DeliveryEvidence:
         """Subscribe as serve would, publish a probe on a device topic, see it arrive; with
         ``recipient``, as that recipient's task app would (see :func:`app_delivery_plan`).
 
-        Returns the evidence and the broker's version when ``$SYS`` reveals it.
+        The broker's version is asked for apart (:meth:`broker_version`).
         """
         assert self.session is not None
         session = self.session
@@ -286,21 +282,19 @@ class Probe:
                 codes = await _unless_lost(session, session.subscribe(filters))
         except TimeoutError:
             extra = {"no_suback": True, "connection_lost": session.lost.is_set()}
-            evidence = DeliveryEvidence(
+            return DeliveryEvidence(
                 {}, topic, None, False, protocol, username, extra, recipient=recipient
             )
-            return evidence, None
         granted = dict(zip(filters, codes, strict=False))
         code: int | None = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DELIVERY_TIMEOUT_S):
                 code = await _unless_lost(session, session.publish(topic, payload))
-        delivered, version = await self._await_probe(topic, nonce.encode())
+        delivered = await self._await_probe(topic, nonce.encode())
         mqtt5_code = code if protocol == "MQTT 5" else None
-        evidence = DeliveryEvidence(
+        return DeliveryEvidence(
             granted, topic, mqtt5_code, delivered, protocol, username, recipient=recipient
         )
-        return evidence, version
 
     async def broker_version(self) -> str | None:
         """The broker's ``$SYS/broker/version``, asked last and on its own: some brokers
@@ -320,8 +314,8 @@ class Probe:
         except TimeoutError:
             return None
 
-    async def _await_probe(self, topic: str, nonce: bytes) -> tuple[bool, str | None]:
-        version = None
+    async def _await_probe(self, topic: str, nonce: bytes) -> bool:
+        """Whether the probe carrying ``nonce`` arrives on ``topic`` in time."""
         deadline = time.monotonic() + DELIVERY_TIMEOUT_S
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -329,11 +323,9 @@ class Probe:
                     got_topic, payload = await self.messages.get()
             except TimeoutError:
                 break
-            if got_topic == SYS_VERSION:
-                version = payload.decode(errors="replace")
-            elif got_topic == topic and nonce in payload:
-                return True, version
-        return False, version
+            if got_topic == topic and nonce in payload:
+                return True
+        return False
 
     async def traffic(self, seconds: float, census: TopicCensus) -> tuple[str, str | None]:
         """Listen to every topic (``#``) for ``seconds`` on a connection of its own and
@@ -750,7 +742,7 @@ async def probe_payload(probe: Probe, size: int, explicit: bool) -> PayloadEvide
             code = await session.publish(topic, payload)
     delivered = False
     if not session.lost.is_set():
-        delivered, _version = await probe._await_probe(topic, nonce.encode())
+        delivered = await probe._await_probe(topic, nonce.encode())
     lost_reason = getattr(getattr(session, "_connection", None), "lost_reason", None)
     return PayloadEvidence(
         len(payload),

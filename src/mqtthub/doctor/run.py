@@ -142,12 +142,8 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
         connect = await probe.connect()
         if probe.session is None:
             return [limits.check_connect_limit(mqtt_rules.check_connect(connect), connect)]
-        delivery, version = await probe.delivery(options.recipient)
-        checks = [
-            mqtt_rules.check_connect(connect),
-            mqtt_rules.check_subscribe(delivery),
-            mqtt_rules.check_publish(delivery),
-        ]
+        delivery = await probe.delivery(options.recipient)
+        checks = [mqtt_rules.check_subscribe(delivery), mqtt_rules.check_publish(delivery)]
         if options.expect_traffic:
             census = probes.build_census(settings)
             listened, limit = await probe.traffic(options.expect_traffic, census)
@@ -161,11 +157,10 @@ async def _broker_checks(settings: Settings, options: DoctorOptions) -> list[Che
         if delivery.delivered and options.recipient is None:
             # Device-sized payloads are serve's concern; a task app gets tasks the server
             # sized, and its own receipts are small.
-            checks[2] = await _payload_check(probe, settings, options, checks[2])
+            checks[1] = await _payload_check(probe, settings, options, checks[1])
         # Last: a broker that drops us for the $SYS filter (rumqttd) has had its checks.
-        version = version or await probe.broker_version()
-        checks[0] = mqtt_rules.check_connect(replace(connect, broker_version=version))
-        return checks
+        version = await probe.broker_version()
+        return [mqtt_rules.check_connect(replace(connect, broker_version=version)), *checks]
     finally:
         await probe.close()
 

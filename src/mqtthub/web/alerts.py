@@ -152,19 +152,23 @@ def _row(rule: RuleIn, rule_id: str, created_at: float) -> dict[str, Any]:
     return {**values, "id": rule_id, "created_at": created_at}
 
 
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored rule with its labels and channels as JSON values (secrets and all)."""
+    return {
+        **row,
+        "labels": json.loads(row["labels"]) if row["labels"] else None,
+        "notify": json.loads(row["notify"]) if row["notify"] else [],
+    }
+
+
 def _out(row: dict[str, Any]) -> dict[str, Any]:
-    channels = json.loads(row["notify"]) if row["notify"] else []
-    for channel in channels:
+    rule = _decoded(row)
+    for channel in rule["notify"]:
         if channel.get("secret"):
             channel["secret"] = MASK
         if channel.get("url"):
             channel["url"] = shown_url(channel["url"])
-    return {
-        **row,
-        "labels": json.loads(row["labels"]) if row["labels"] else None,
-        "notify": channels,
-        "created_at": iso(row["created_at"]),
-    }
+    return {**rule, "created_at": iso(row["created_at"])}
 
 
 def _alert(row: dict[str, Any]) -> dict[str, Any]:
@@ -211,11 +215,7 @@ async def patch_rule(rule_id: str, patch: RulePatch, runtime: RuntimeDep) -> dic
     stored = await runtime.execute_write(db.get_rule, rule_id[:32])
     if stored is None:
         raise HTTPException(404, "no such rule")
-    current = {
-        **stored,
-        "labels": json.loads(stored["labels"]) if stored["labels"] else None,
-        "notify": json.loads(stored["notify"] or "[]"),
-    }
+    current = _decoded(stored)
     changes = patch.model_dump(exclude_unset=True)
     if "notify" in changes:
         kept = {shown_url(c["url"]): c for c in current["notify"] if c.get("url")}
