@@ -29,6 +29,7 @@ from support.fake_broker import varint
 from support.ports import free_port
 from support.publisher import publish_qos1
 from support.serve import ServeProcess, device, serve_for, wait_until
+from support.sessions import no_pubacks_hook
 
 BULK = 2_000
 """QoS 1 messages of the bulk case."""
@@ -229,23 +230,13 @@ REDELIVERED = 10
 """QoS 1 messages serve stores but does not acknowledge before it is killed (fewer than any
 broker's in-flight window: Mosquitto's is 20 for MQTT 3.1.1)."""
 
-NO_PUBACKS = """\
-# Test hook (tests/brokers/test_matrix.py): this serve commits but never sends a PUBACK.
-import mqtthub.transport.connection as client
-
-client._Connection.send_pubacks = lambda self, packet_ids: not self.lost.is_set()
-"""
-
 
 def test_redelivery_stored_once(broker: Broker, tmp_path: Path) -> None:
     """Messages stored but not acknowledged when serve is killed are re-sent by the broker
     on the resumed session (Mosquitto with DUP; rumqttd and Aedes without): serve recognises
     them by packet id and content (mqtt_sessions) and stores each once, also when an app's
     status (not a device message) is re-sent among them."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(NO_PUBACKS)
-    serve = serve_on(broker, tmp_path, PYTHONPATH=str(hook)).start()
+    serve = serve_on(broker, tmp_path, PYTHONPATH=no_pubacks_hook(tmp_path)).start()
     half = REDELIVERED // 2
     # An app's status among them: acknowledged by the downlink, not recorded with the device
     # messages; re-sent with them, it must not end the check.

@@ -32,6 +32,7 @@ from support.fake_broker import FakeBroker
 from support.mosquitto import MosquittoFactory
 from support.ports import free_port
 from support.serve import serve_for, wait_until
+from support.sessions import assert_session_report
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -274,18 +275,7 @@ def test_serve_reports_a_session_the_broker_forgot(
             timeout=20,
             what=f"serve reconnected; log:\n{serve.log_text()}",
         )
-        health = serve.get("/healthz").json()
-        lost = [e for e in events if e["event"] == "session_lost"]
-        if persistence:
-            assert not lost, events
-            assert "session_lost" not in health
-            assert "session lost" not in serve.log_text()
-            return
-        assert [e["reason"] for e in lost] == ["session_lost"], events
-        assert "kept-session-1" in lost[0]["detail"]
-        assert health["session_lost"]["at"] == lost[0]["at"], health
-        assert "WARNING" in serve.log_text()
-        assert "session lost" in serve.log_text()
+        assert_session_report(serve, events, lost=not persistence, detail="kept-session-1")
 
 
 def test_doctor_soak_reports_a_session_the_broker_forgot(

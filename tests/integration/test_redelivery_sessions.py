@@ -26,13 +26,8 @@ from mqtthub.store.sessions import load_session, record_connected, record_unacke
 from support.mosquitto import MosquittoFactory
 from support.publisher import publish_qos1
 from support.serve import ServeProcess, device, serve_for, wait_until
+from support.sessions import assert_session_report, no_pubacks_hook
 
-NO_PUBACKS = """\
-# Test hook (tests/integration/test_redelivery_sessions.py): commit, never send a PUBACK.
-import mqtthub.transport.connection as client
-
-client._Connection.send_pubacks = lambda self, packet_ids: not self.lost.is_set()
-"""
 UNLIMITED_QUEUE = "max_queued_messages 0\n"
 
 
@@ -111,14 +106,6 @@ def test_writer_records_the_window_in_the_batch_transaction(store: Store) -> Non
     assert pairs == [(n, fingerprint("devices/a/sensor", b'{"n": %d}' % n)) for n in (1, 2, 4, 5)]
 
 
-def hooked(serve: ServeProcess, tmp_path: Path) -> None:
-    """Make this serve (and its workers) store without ever acknowledging."""
-    hook = tmp_path / "hook"
-    hook.mkdir(exist_ok=True)
-    (hook / "sitecustomize.py").write_text(NO_PUBACKS)
-    serve.env["PYTHONPATH"] = str(hook)
-
-
 def test_two_workers_on_postgresql_store_redeliveries_once(
     mosquitto_factory: MosquittoFactory, postgres_database: tuple[Any, str, str], tmp_path: Path
 ) -> None:
@@ -136,7 +123,7 @@ def test_two_workers_on_postgresql_store_redeliveries_once(
             "MQTTHUB_MQTT_VERSION": "3.1.1",  # 20 in flight a client: 16 fit
         },
     )
-    hooked(serve, tmp_path)
+    serve.env["PYTHONPATH"] = no_pubacks_hook(tmp_path)
     count = 16
 
     def seqs() -> tuple[int, int]:
@@ -197,27 +184,14 @@ def test_restart_finds_the_session_lost(
     does not, and neither does a broker that kept the session."""
     broker = mosquitto_factory(persistence=persistence)
     serve = serve_for(broker.port, tmp_path / "serve", MQTTHUB_CLIENT_ID="restarted-1")
-    with serve:
-        health = serve.get("/healthz").json()
-        assert "session_lost" not in health  # a fresh install: no previous run
+    detail = "previous run was connected"
+    with serve:  # a fresh install: no previous run
         events = serve.get("/api/connection").json()["events"]
-        assert not [e for e in events if e["event"] == "session_lost"], events
-    assert "session lost" not in serve.log_text()
+        assert_session_report(serve, events, lost=False, detail=detail)
     broker.restart()
     with serve:
-        health = serve.get("/healthz").json()
         events = serve.get("/api/connection").json()["events"]
-        lost = [e for e in events if e["event"] == "session_lost"]
-        if persistence:
-            assert not lost, events
-            assert "session_lost" not in health
-            assert "session lost" not in serve.log_text()
-            return
-        assert [e["reason"] for e in lost] == ["session_lost"], events
-        assert "previous run was connected" in lost[0]["detail"], lost
-        assert health["session_lost"]["at"] == lost[0]["at"], health
-        assert "WARNING" in serve.log_text()
-        assert "session lost" in serve.log_text()
+        assert_session_report(serve, events, lost=not persistence, detail=detail)
 
 
 def test_a_clean_shutdown_leaves_nothing_to_recognise(

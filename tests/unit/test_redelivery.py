@@ -9,6 +9,7 @@ from mqtthub.ingest.redelivery import (
     MIN_PAIRS,
     RedeliveryFilter,
     UnackedWindow,
+    batch_pairs,
     decode,
     encode,
     fingerprint,
@@ -143,8 +144,8 @@ def test_window_starts_from_the_recorded_pairs_and_is_bounded() -> None:
 
 
 def test_writer_pairs_match_the_transport_fingerprint() -> None:
-    """The writer's inlined fingerprint equals the transport's, for every kind of ack."""
-    from mqtthub.ingest.writer import _encoded_pairs
+    """The pairs the writer records (fingerprint inlined) equal the transport's, for every
+    kind of ack."""
     from mqtthub.pipeline import RawMessage
     from mqtthub.transport.connection import Ack
 
@@ -157,4 +158,4 @@ def test_writer_pairs_match_the_transport_fingerprint() -> None:
     messages.append(RawMessage(topics[1], b"fake", 1, False, 0.0, 77))  # a test transport's ack
     expected = [(n + 1, fingerprint(topics[n % 3], b"%d" % n)) for n in range(6)]
     pairs = [*expected, (77, fingerprint(topics[1], b"fake"))]
-    assert _encoded_pairs(messages) == encode(pairs)
+    assert batch_pairs(messages) == encode(pairs)

@@ -112,7 +112,6 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.reading = True
-        self.written: list[bytes] = []
 
     def is_closing(self) -> bool:
         return False
@@ -241,7 +240,8 @@ def test_the_wait_is_bounded(
 
     async def scenario() -> None:
         link, received, _old, new = resumed_while_queued([])
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(5):
+            await new.connection.released.wait()
         assert received.payloads == [b"1", b"2", b"3", b"1", b"2", b"3", b"4"]
         assert new.socket.reading
         assert new.pubacks() == []

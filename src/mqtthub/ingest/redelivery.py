@@ -18,14 +18,18 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mqtthub.pipeline import RawMessage
 
 __all__ = [
     "MAX_PAIRS",
     "MIN_PAIRS",
-    "PAIR",
     "Pair",
     "RedeliveryFilter",
     "UnackedWindow",
+    "batch_pairs",
     "decode",
     "encode",
     "fingerprint",
@@ -34,7 +38,7 @@ __all__ = [
 Pair = tuple[int, int]
 """``(packet id, fingerprint)`` of one QoS 1 message."""
 
-PAIR = _PAIR = struct.Struct("!HQ")
+_PAIR = struct.Struct("!HQ")
 """One encoded pair: packet id, fingerprint (10 bytes)."""
 MAX_PAIRS = 65_535
 """At most this many pairs are kept: a broker cannot have more QoS 1 messages in flight to
@@ -59,12 +63,44 @@ def encode(pairs: Sequence[Pair]) -> bytes:
     return b"".join(pack(packet_id, value) for packet_id, value in pairs)
 
 
+def batch_pairs(messages: Iterable[RawMessage]) -> bytes:
+    """The pairs of a batch's QoS 1 messages, encoded as :func:`encode` does (the
+    transport's ``Ack`` has a ``packet_id``; a test transport's ack may be the packet id
+    itself).
+
+    :func:`fingerprint` inlined, each topic's half computed once a batch: the writer runs
+    this for every QoS 1 message.
+    """
+    crc32 = zlib.crc32
+    pack = _PAIR.pack
+    topics: dict[str, int] = {}
+    encoded: list[bytes] = []
+    append = encoded.append
+    for message in messages:
+        ack = message.ack
+        if ack is None:
+            continue
+        packet_id = getattr(ack, "packet_id", ack)
+        if type(packet_id) is not int:
+            continue
+        topic = message.topic
+        high = topics.get(topic)
+        if high is None:
+            high = topics[topic] = crc32(topic.encode("utf-8", "surrogatepass")) << 32
+        append(pack(packet_id, high | crc32(message.payload)))
+    return b"".join(encoded)
+
+
+def _whole(data: bytes) -> bytes:
+    """``data`` without a truncated last pair."""
+    return data[: len(data) - len(data) % _PAIR.size]
+
+
 def decode(data: bytes | None) -> list[Pair]:
     """The pairs :func:`encode` wrote; a truncated tail is ignored."""
     if not data:
         return []
-    usable = len(data) - len(data) % _PAIR.size
-    return [(int(p), int(f)) for p, f in _PAIR.iter_unpack(data[:usable])]
+    return [(p, f) for p, f in _PAIR.iter_unpack(_whole(data))]
 
 
 class UnackedWindow:
@@ -83,8 +119,7 @@ class UnackedWindow:
 
     def __init__(self, encoded: bytes | None = None) -> None:
         """Start from what the previous run recorded (all of it counts as unacknowledged)."""
-        data = encoded or b""
-        self._data = bytearray(data[: len(data) - len(data) % _PAIR.size][-_MAX_BYTES:])
+        self._data = bytearray(_whole(encoded or b"")[-_MAX_BYTES:])
         self._open = 0  # where the open group starts in _data (bytes)
 
     def with_batch(self, encoded: bytes) -> bytes:
@@ -129,7 +164,11 @@ class RedeliveryFilter:
         for packet_id, value in pairs:
             self._waiting.setdefault(packet_id, set()).add(value)
         self.matched = 0
-        self.active = bool(self._waiting)
+
+    @property
+    def active(self) -> bool:
+        """Whether the check goes on: recorded pairs are still waiting for their match."""
+        return bool(self._waiting)
 
     def check(self, packet_id: int | None, value: int | None) -> bool:
         """True when this message (QoS 0: ``packet_id`` None) redelivers a recorded one."""
@@ -143,11 +182,8 @@ class RedeliveryFilter:
         if not values:
             del self._waiting[packet_id]  # type: ignore[arg-type]
         self.matched += 1
-        if not self._waiting:
-            self.stop()
         return True
 
     def stop(self) -> None:
         """End the check (and drop the pairs)."""
-        self.active = False
         self._waiting = {}

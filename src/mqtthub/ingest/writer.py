@@ -18,7 +18,6 @@ import asyncio
 import functools
 import logging
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -27,7 +26,7 @@ from sqlalchemy import Connection, Engine
 
 from mqtthub.errors import StoreError, StoreUnavailableError
 from mqtthub.events import EventBus, RecentMessages
-from mqtthub.ingest.redelivery import PAIR, UnackedWindow
+from mqtthub.ingest.redelivery import UnackedWindow, batch_pairs
 from mqtthub.logutil import RateLimitedLog
 from mqtthub.messages import Accepted, Kind, Reason, Rejected, Status
 from mqtthub.metrics import Metrics
@@ -279,7 +278,7 @@ class BatchWriter:
         each message once.
         """
         batch: Batch | None = None
-        encoded = _encoded_pairs(messages) if self._session_id is not None else b""
+        encoded = batch_pairs(messages) if self._session_id is not None else b""
         try:
             with self.store.transaction() as connection:
                 batch = self._prepare(messages, connection)
@@ -492,34 +491,6 @@ class BatchWriter:
                 change.reason,
                 f": {change.detail}" if change.detail else "",
             )
-
-
-def _encoded_pairs(messages: list[RawMessage]) -> bytes:
-    """The (packet id, fingerprint) pairs of the QoS 1 messages of a batch, encoded as
-    :func:`~mqtthub.ingest.redelivery.encode` does (the transport's ``Ack`` has a
-    ``packet_id``; a test transport's ack may be the packet id itself).
-
-    :func:`~mqtthub.ingest.redelivery.fingerprint` inlined, each topic's half computed once
-    a batch: this runs for every QoS 1 message.
-    """
-    crc32 = zlib.crc32
-    pack = PAIR.pack
-    topics: dict[str, int] = {}
-    encoded: list[bytes] = []
-    append = encoded.append
-    for message in messages:
-        ack = message.ack
-        if ack is None:
-            continue
-        packet_id = getattr(ack, "packet_id", ack)
-        if type(packet_id) is not int:
-            continue
-        topic = message.topic
-        high = topics.get(topic)
-        if high is None:
-            high = topics[topic] = crc32(topic.encode("utf-8", "surrogatepass")) << 32
-        append(pack(packet_id, high | crc32(message.payload)))
-    return b"".join(encoded)
 
 
 def batch_events(batch: Batch) -> list[Event]:
