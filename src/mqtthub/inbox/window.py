@@ -99,6 +99,8 @@ class InboxWindow(QMainWindow):
         #: The link's connection events and what they show (set by :meth:`attach`).
         self.history = ConnectionHistory("")
         self._quitting = False
+        #: Set by :func:`~mqtthub.inbox.app.close_inbox` once the window is gone.
+        self.closed = False
         self._shown_states: dict[str, TaskState] = {}  # the state each row shows
         #: Task ids this window announced (a tray message, or an alert where none).
         self.announced: list[str] = []
